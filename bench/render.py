@@ -1,0 +1,109 @@
+"""Render bench: ms per issue for each stage, µs per recipient for personalisation.
+
+    .venv/bin/python bench/render.py [--runs 50] [--recipients 20000] [--json]
+
+A 5-comparison issue (the seeds plus two variants) is rendered ``--runs`` times;
+the median of each stage is printed (Jinja -> MJML, MJML -> HTML, CSS inlining,
+text part, total). Then the rendered issue is personalised for ``--recipients``
+recipients (HTML + text by ``Personalizer.fill``, and the ``substitutions`` map a
+server-side provider gets). Targets: total <= 50 ms, substitution <= 20 µs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+TARGET_TOTAL_MS = 50.0
+TARGET_SUBSTITUTION_US = 20.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--recipients", type=int, default=20_000)
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON line too")
+    args = parser.parse_args()
+
+    # Settings from defaults only (no .env, no developer environment).
+    os.chdir(tempfile.mkdtemp(prefix="nl-bench-"))
+    from newsletter.config import load_settings
+    from newsletter.render import Renderer, substitutions
+    from tests.support.sample_comparisons import five_comparisons, issue_content_for
+
+    settings = load_settings()
+    content = issue_content_for(settings, five_comparisons())
+    renderer = Renderer()
+
+    started = time.perf_counter()
+    rendered = renderer.render(content, settings)
+    cold_ms = (time.perf_counter() - started) * 1000
+
+    stages: dict[str, list[float]] = {"jinja": [], "mjml": [], "inline": [], "text": [], "total": []}
+    for _ in range(args.runs):
+        rendered = renderer.render(content, settings)
+        for stage, seconds in rendered.timings.items():
+            stages[stage].append(seconds * 1000)
+    medians = {stage: statistics.median(values) for stage, values in stages.items()}
+
+    html_part, text_part = rendered.html_personalizer, rendered.text_personalizer
+    recipients = [
+        {"unsubscribe_url": f"{settings.base_url}/unsubscribe/token-{n:08d}", "first_name": f"Reader{n}"}
+        for n in range(args.recipients)
+    ]
+    fill_runs = []
+    for values in recipients:
+        start = time.perf_counter()
+        html_part.fill(values)
+        text_part.fill(values)
+        fill_runs.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    for values in recipients:
+        substitutions(values)
+    subs_us = (time.perf_counter() - start) / len(recipients) * 1e6
+    fill_us = statistics.median(fill_runs) * 1e6
+    fill_p99 = sorted(fill_runs)[int(len(fill_runs) * 0.99)] * 1e6
+
+    size_kb = len(rendered.html.encode()) / 1024
+    print(f"render bench: {len(content.comparisons)}-comparison issue, median of {args.runs} runs")
+    print(f"  email.html       {size_kb:8.1f} KB   (Gmail clips at 102 KB)")
+    print(f"  first render     {cold_ms:8.2f} ms   (cold: imports, template compile, CSS parse)")
+    print(f"  jinja -> mjml    {medians['jinja']:8.2f} ms")
+    print(f"  mjml -> html     {medians['mjml']:8.2f} ms")
+    print(f"  css inlining     {medians['inline']:8.2f} ms")
+    print(f"  text part        {medians['text']:8.2f} ms")
+    ok_total = "ok" if medians["total"] <= TARGET_TOTAL_MS else "OVER TARGET"
+    print(f"  total            {medians['total']:8.2f} ms   (target <= {TARGET_TOTAL_MS:.0f} ms: {ok_total})")
+    ok_fill = "ok" if fill_us <= TARGET_SUBSTITUTION_US else "OVER TARGET"
+    print(
+        f"  substitution     {fill_us:8.2f} µs   per recipient, html+text, median of {len(recipients)}"
+        f" (p99 {fill_p99:.2f} µs; target <= {TARGET_SUBSTITUTION_US:.0f} µs: {ok_fill})"
+    )
+    print(f"  substitutions()  {subs_us:8.2f} µs   per recipient (server-side map, e.g. SendGrid)")
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "html_kb": round(size_kb, 1),
+                    "cold_ms": round(cold_ms, 2),
+                    **{f"{stage}_ms": round(value, 3) for stage, value in medians.items()},
+                    "substitution_us": round(fill_us, 2),
+                    "substitution_p99_us": round(fill_p99, 2),
+                    "substitutions_map_us": round(subs_us, 2),
+                }
+            )
+        )
+    return 0 if medians["total"] <= TARGET_TOTAL_MS and fill_us <= TARGET_SUBSTITUTION_US else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""The issue archive: ``<ISSUES_DIR>/<issue-id>/`` holds what was (or will be) sent.
+
+    email.html   the inlined HTML with per-recipient placeholders (render.PLACEHOLDERS)
+    email.txt    the text part, with its placeholders (render.TEXT_PLACEHOLDERS)
+    web.html     the browser version: placeholders replaced by neutral values
+    issue.json   the issue's data: id, date, subject, preheader, summaries, comparisons
+
+Every file is written atomically (temporary file + ``os.replace``), issue.json
+last, so a reader never sees a half-written file. Whether an issue may still be
+rewritten is the database's call (issues.py: only drafts are); this module only
+stores and loads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from newsletter.config import Settings
+from newsletter.errors import NotFoundError
+from newsletter.verdicts import IssueContent
+
+ISSUE_ID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,39}$")
+
+EMAIL_HTML = "email.html"
+EMAIL_TEXT = "email.txt"
+WEB_HTML = "web.html"
+ISSUE_JSON = "issue.json"
+
+
+@dataclass(frozen=True)
+class ArchivedIssue:
+    id: str
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    web_html: str
+    data: dict[str, Any]
+    path: Path
+
+    @property
+    def content(self) -> IssueContent:
+        """The summaries the issue was rendered from (to re-render it, e.g. in a preview)."""
+        return IssueContent.model_validate(self.data["content"])
+
+
+def valid_issue_id(issue_id: str) -> bool:
+    return bool(ISSUE_ID_RE.match(issue_id))
+
+
+def issue_dir(settings: Settings, issue_id: str) -> Path:
+    """Where an issue's files live. Refuses ids that could escape the archive."""
+    if not valid_issue_id(issue_id):
+        raise NotFoundError(f"no issue {issue_id!r}")
+    return Path(settings.issues_dir) / issue_id
+
+
+def write_atomic(path: Path, data: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # the archive is published (web app, static hosting)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_issue(
+    settings: Settings,
+    issue_id: str,
+    *,
+    html: str,
+    text: str,
+    web_html: str,
+    data: dict[str, Any],
+) -> Path:
+    """Write (or replace) an issue's archive; returns its directory."""
+    folder = issue_dir(settings, issue_id)
+    write_atomic(folder / EMAIL_HTML, html)
+    write_atomic(folder / EMAIL_TEXT, text)
+    write_atomic(folder / WEB_HTML, web_html)
+    write_atomic(folder / ISSUE_JSON, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+    return folder
+
+
+def load_issue(settings: Settings, issue_id: str) -> ArchivedIssue:
+    """An archived issue; NotFoundError when it was never built here."""
+    folder = issue_dir(settings, issue_id)
+    try:
+        data = json.loads((folder / ISSUE_JSON).read_text(encoding="utf-8"))
+        html = (folder / EMAIL_HTML).read_text(encoding="utf-8")
+        text = (folder / EMAIL_TEXT).read_text(encoding="utf-8")
+        web_html = (folder / WEB_HTML).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotFoundError(f"no archived issue {issue_id!r} in {settings.issues_dir}") from None
+    return ArchivedIssue(
+        id=issue_id,
+        subject=str(data.get("subject", "")),
+        preheader=str(data.get("preheader", "")),
+        html=html,
+        text=text,
+        web_html=web_html,
+        data=data,
+        path=folder,
+    )
+
+
+def archived_ids(settings: Settings) -> list[str]:
+    """Ids of the issues in the archive folder, sorted."""
+    root = Path(settings.issues_dir)
+    if not root.is_dir():
+        return []
+    return sorted(
+        path.name for path in root.iterdir() if valid_issue_id(path.name) and (path / ISSUE_JSON).is_file()
+    )

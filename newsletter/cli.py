@@ -1,0 +1,57 @@
+"""The ``newsletter`` command: parse, call, print. Commands live in newsletter/commands/.
+
+User errors (NewsletterError) print one line on stderr and exit 1, never a
+traceback; usage errors exit 2 (click's own convention).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from newsletter.commands import comparisons, delivery, issues, server, subscribers
+from newsletter.errors import NewsletterError
+
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class _UserErrorsAsOneLine(TyperGroup):
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NewsletterError as error:
+            err_console.print(f"[bold red]error:[/] {error}", markup=True, emoji=False)
+            raise typer.Exit(error.exit_code) from None
+
+
+app = typer.Typer(
+    cls=_UserErrorsAsOneLine,
+    help="Weekly AI Tool Verdicts: the newsletter engine.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(comparisons.app, name="comparisons")
+app.add_typer(issues.app, name="issue")
+app.add_typer(subscribers.app, name="subscribers")
+issues.register(app)
+delivery.register(app)
+server.register(app)
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what happens."),
+) -> None:
+    named = os.environ.get("NEWSLETTER_LOG_LEVEL", "WARNING").upper()
+    level = logging.DEBUG if verbose else getattr(logging, named, logging.WARNING)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def main() -> None:
+    app(prog_name="newsletter")

@@ -1,0 +1,74 @@
+"""The Messenger protocol every provider implements (after listmonk: name, push, flush, close).
+
+A push carries one ``Content`` (rendered once per issue, with placeholders) and a
+batch of ``Recipient`` values (each with its own substitutions and headers).
+Providers that can personalise server-side (SendGrid) send the placeholders and
+substitutions as they are; the others fill them in locally, per recipient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Content:
+    """What every recipient of one push gets, before personalisation."""
+
+    subject: str
+    html: str
+    text: str
+    from_email: str
+    reply_to: str | None = None
+    categories: tuple[str, ...] = ()
+    issue_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Recipient:
+    email: str
+    subscriber_id: int | None = None
+    # placeholder text -> value, applied to subject, html and text
+    substitutions: Mapping[str, str] = field(default_factory=dict)
+    # per-recipient headers, e.g. List-Unsubscribe / List-Unsubscribe-Post
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class PushResult:
+    """What the provider did with each address of a push.
+
+    ``accepted``: taken by the provider. ``failed``: permanent error per address.
+    ``deferred``: certainly not sent (e.g. the server was unreachable): safe to send again.
+    ``uncertain``: the connection died while the message was being handed over; whether
+    it went out is unknown, so the ledger keeps it ``in_flight`` (never resent automatically).
+    ``error``: why some addresses were deferred (the send stops after recording the push).
+    """
+
+    accepted: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    message_ids: dict[str, str] = field(default_factory=dict)
+    batch_message_id: str | None = None
+    deferred: list[str] = field(default_factory=list)
+    uncertain: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+class Messenger(Protocol):
+    name: str
+    # the most recipients one push may carry (SendGrid: 1,000 personalizations)
+    max_batch_size: int
+
+    def push(self, content: Content, recipients: Sequence[Recipient]) -> PushResult:
+        """Hand the batch to the provider. Raises ProviderError when it cannot."""
+        ...
+
+    def flush(self) -> None:
+        """Finish anything buffered."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and files."""
+        ...

@@ -1,0 +1,61 @@
+"""The default provider: one .eml file per recipient in OUTBOX_DIR. Needs nothing."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from newsletter.delivery.messengers.base import Content, PushResult, Recipient
+from newsletter.delivery.mime import build_message
+from newsletter.errors import DeliveryError
+
+
+class OutboxMessenger:
+    name = "outbox"
+    max_batch_size = 1000
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    def push(self, content: Content, recipients: Sequence[Recipient]) -> PushResult:
+        result = PushResult()
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            for recipient in recipients:
+                message = build_message(content, recipient)
+                message_id = str(message["Message-ID"])
+                path = self.directory / _file_name(content, recipient, message_id)
+                _write_atomically(path, message.as_bytes())
+                result.accepted.append(recipient.email)
+                result.message_ids[recipient.email] = message_id
+        except OSError as exc:
+            raise DeliveryError(f"outbox: cannot write to {self.directory}: {exc.strerror}") from exc
+        return result
+
+    def flush(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def _file_name(content: Content, recipient: Recipient, message_id: str) -> str:
+    stem = f"{content.issue_id or 'mail'}-{recipient.subscriber_id or 0}-{recipient.email}"
+    token = re.sub(r"[^A-Za-z0-9]+", "", message_id)[-12:]
+    return re.sub(r"[^A-Za-z0-9@._+-]+", "_", f"{stem}-{token}") + ".eml"
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write then rename, so a crash or a full disk never leaves half a message."""
+    temp = path.with_suffix(".tmp")
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except OSError:
+        temp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,514 @@
+"""Sending an issue: the loop that ties the ledger to a messenger.
+
+    mark issue sending
+    loop:  materialise the next keyset page of pending rows (idempotent)
+           claim a batch (in_flight, COMMIT)  ->  push  ->  record (sent/failed, COMMIT)
+    mark issue sent when no pending or in_flight rows remain
+
+A batch whose request failed for certain (refused, unreachable) goes back to
+pending; one whose fate is unknown (no answer) stays in_flight and is never
+resent automatically: ``--resend-uncertain`` or a webhook resolves it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import math
+import threading
+import time
+import zlib
+from base64 import urlsafe_b64encode
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from html import escape as html_escape
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from newsletter.config import Settings
+from newsletter.delivery import ledger
+from newsletter.delivery.messengers import Content, Messenger, PushResult, Recipient, get_messenger
+from newsletter.errors import DeliveryError, NotFoundError, ProviderError
+from newsletter.subscribers import list_unsubscribe_headers, unsubscribe_url
+from newsletter.tables import IssueRow
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 5000
+TEST_PREFIX = "[TEST] "
+
+
+# --- reports ----------------------------------------------------------------------------
+
+
+@dataclass
+class SendProgress:
+    issue_id: str
+    total: int
+    sent: int = 0
+    failed: int = 0
+    suppressed: int = 0
+    uncertain: int = 0
+    batches: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def done(self) -> int:
+        return self.sent + self.failed + self.suppressed + self.uncertain
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.sent / elapsed if elapsed > 0 else 0.0
+
+
+@dataclass
+class SendReport:
+    issue_id: str
+    provider: str
+    total: int = 0
+    sent: int = 0
+    failed: int = 0
+    suppressed: int = 0
+    uncertain: int = 0
+    batches: int = 0
+    requeued: int = 0
+    elapsed: float = 0.0
+    interrupted: bool = False
+    already_sent: bool = False
+    issue_status: str = "draft"
+    remaining: int = 0
+    error: str | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.elapsed if self.elapsed > 0 else 0.0
+
+
+@dataclass
+class DryRunReport:
+    issue_id: str
+    provider: str
+    recipients: int
+    batch_size: int
+    batches: int
+    uncertain: int
+    issue_status: str
+
+
+@dataclass
+class TestSendReport:
+    issue_id: str
+    provider: str
+    addresses: list[str]
+    accepted: list[str]
+    failed: dict[str, str]
+
+
+ProgressCallback = Callable[[SendProgress], None]
+
+
+# --- the issue's content ---------------------------------------------------------------------
+
+
+def _issue_row(engine: Engine, issue_id: str) -> tuple[str, str]:
+    with engine.connect() as conn:
+        row = conn.execute(select(IssueRow.subject, IssueRow.status).where(IssueRow.id == issue_id)).first()
+    if row is None:
+        raise NotFoundError(f"no issue {issue_id!r} (see `newsletter issue list`)")
+    return str(row[0]), str(row[1])
+
+
+def load_content(settings: Settings, engine: Engine, issue_id: str, *, subject_prefix: str = "") -> Content:
+    """The archived issue (rendered once) as a Content with placeholders."""
+    from newsletter.archive import load_issue
+
+    subject, _status = _issue_row(engine, issue_id)
+    archived = load_issue(settings, issue_id)
+    subject, html, text = archived.subject or subject, archived.html, archived.text
+    return Content(
+        subject=subject_prefix + subject,
+        html=html,
+        text=text,
+        from_email=settings.from_email,
+        reply_to=settings.reply_to,
+        categories=("newsletter", f"issue-{issue_id}"),
+        issue_id=issue_id,
+    )
+
+
+# --- per-recipient parts ---------------------------------------------------------------------
+
+
+class RecipientBuilder:
+    """Turns ledger rows into Recipients: unsubscribe URL, headers, substitutions.
+
+    The project's own functions (subscribers.unsubscribe_url / list_unsubscribe_headers,
+    render.substitutions) define the result. They rebuild a signer and re-derive its key
+    for every address, which costs more than the provider request itself at 1,000
+    recipients a batch, so this class keeps one signer and fills a template instead,
+    after proving on probe subscribers that it produces exactly what those functions
+    produce. If the proof fails (their format changed), it uses them directly.
+    """
+
+    PROBES = ((1, "0" * 64, None), (987654321, "f3a9" * 16, "Ada Lovelace"), (42, "ab" * 32, "<Bo & Co>"))
+
+    def __init__(self, settings: Settings) -> None:
+        from newsletter.render import substitutions
+
+        self.settings = settings
+        self._substitutions = substitutions
+        self._fast = False
+        try:
+            self._prepare_fast()
+            self._fast = all(self._build_fast(*probe) == self._build_slow(*probe) for probe in self.PROBES)
+        except Exception:  # any surprise: the official path is always right
+            log.debug("fast recipient builder unavailable", exc_info=True)
+            self._fast = False
+        if not self._fast:
+            log.info("recipient builder: using the per-address path")
+
+    @property
+    def fast(self) -> bool:
+        return self._fast
+
+    def build(self, subscriber_id: int, email: str, email_hash: str, name: str | None) -> Recipient:
+        if self._fast:
+            substitutions, headers = self._build_fast(subscriber_id, email_hash, name)
+        else:
+            substitutions, headers = self._build_slow(subscriber_id, email_hash, name)
+        return Recipient(
+            email=email, subscriber_id=subscriber_id, substitutions=substitutions, headers=headers
+        )
+
+    @staticmethod
+    def _first_name(name: str | None) -> str | None:
+        first = (name or "").strip().split(" ")[0]
+        return first or None
+
+    def _build_slow(
+        self, subscriber_id: int, email_hash: str, name: str | None
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        url = unsubscribe_url(self.settings, subscriber_id, email_hash)
+        values = {"unsubscribe_url": url}
+        first_name = self._first_name(name)
+        if first_name:
+            values["first_name"] = first_name
+        return self._substitutions(values), list_unsubscribe_headers(self.settings, url)
+
+    def _prepare_fast(self) -> None:
+        from itsdangerous import URLSafeSerializer
+
+        from newsletter.render import DEFAULT_VALUES, PLACEHOLDERS, TEXT_PLACEHOLDERS
+        from newsletter.tokens import HASH_CHARS, SALT_UNSUBSCRIBE
+
+        if set(PLACEHOLDERS) != {"unsubscribe_url", "first_name"}:
+            raise ValueError("placeholders changed")
+        # The token is itsdangerous' URLSafeSerializer format: base64(compact JSON, zlib'd
+        # when that is shorter) "." base64(HMAC-SHA1 under the derived key). One HMAC
+        # object keyed once and copied per token; the probes above prove the equality.
+        serializer = URLSafeSerializer(self.settings.secret(), salt=SALT_UNSUBSCRIBE)
+        signer = serializer.make_signer(SALT_UNSUBSCRIBE)
+        if signer.sep != b".":
+            raise ValueError("unexpected signer")
+        self._mac = hmac.new(signer.derive_key(), digestmod=hashlib.sha1)
+        self._hash_chars = HASH_CHARS
+        self._prefix = f"{self.settings.base_url}/unsubscribe/"
+        self._keys = (
+            PLACEHOLDERS["unsubscribe_url"],
+            TEXT_PLACEHOLDERS["unsubscribe_url"],
+            PLACEHOLDERS["first_name"],
+            TEXT_PLACEHOLDERS["first_name"],
+        )
+        self._default_first = DEFAULT_VALUES.get("first_name")
+        self._default_first_html = html_escape(self._default_first) if self._default_first else None
+        self._prefix_html = html_escape(self._prefix)  # the token itself is URL-safe base64 and "."
+
+    def _build_fast(
+        self, subscriber_id: int, email_hash: str, name: str | None
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        payload = f'[{int(subscriber_id)},"{email_hash[: self._hash_chars]}"]'.encode()
+        packed = zlib.compress(payload)
+        if len(packed) < len(payload) - 1:
+            value = b"." + urlsafe_b64encode(packed).rstrip(b"=")
+        else:
+            value = urlsafe_b64encode(payload).rstrip(b"=")
+        mac = self._mac.copy()
+        mac.update(value)
+        token = (value + b"." + urlsafe_b64encode(mac.digest()).rstrip(b"=")).decode("ascii")
+        url = self._prefix + token
+        html_url, text_url, html_first, text_first = self._keys
+        substitutions = {html_url: self._prefix_html + token, text_url: url}
+        first = self._first_name(name) if name else None
+        if first is not None:
+            substitutions[html_first] = html_escape(first)
+            substitutions[text_first] = first
+        elif self._default_first is not None:
+            substitutions[html_first] = self._default_first_html  # type: ignore[assignment]
+            substitutions[text_first] = self._default_first
+        headers = {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+        return substitutions, headers
+
+
+# --- issue status -----------------------------------------------------------------------------
+
+
+def _mark_sending(engine: Engine, issue_id: str) -> None:
+    from newsletter.issues import mark_sending
+
+    mark_sending(engine, issue_id)
+
+
+def _mark_sent(engine: Engine, issue_id: str) -> None:
+    from newsletter.issues import mark_sent
+
+    mark_sent(engine, issue_id)
+
+
+# --- the send ------------------------------------------------------------------------------
+
+
+def send_issue(
+    settings: Settings,
+    engine: Engine,
+    issue_id: str,
+    *,
+    provider: str | None = None,
+    resend_uncertain: bool = False,
+    progress: ProgressCallback | None = None,
+    stop: threading.Event | None = None,
+    worker: str | None = None,
+    messenger: Messenger | None = None,
+) -> SendReport:
+    """Send ``issue_id`` to every mailable subscriber not yet mailed. Safe to run again, and in parallel.
+
+    Raises ProviderRejectedError / ProviderUnavailableError (after recording what was
+    sent) when the provider refuses or stays unavailable; run it again after the fix.
+    """
+    started = time.monotonic()
+    _subject, status = _issue_row(engine, issue_id)
+    own_messenger = messenger is None
+    if messenger is None:
+        messenger = get_messenger(settings, provider)
+    report = SendReport(issue_id=issue_id, provider=messenger.name, issue_status=status)
+    if status == "sent":
+        report.already_sent = True
+        if own_messenger:
+            messenger.close()
+        return report
+    worker = worker or ledger.worker_name()
+    finished = False
+    # One helper thread: the request goes out on it while this thread prepares the next batch.
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="push")
+    try:
+        content = load_content(settings, engine, issue_id)
+        if resend_uncertain:
+            _batches, report.requeued = ledger.requeue_uncertain(engine, issue_id)
+        report.total = ledger.recipients_to_send(engine, issue_id)
+        _mark_sending(engine, issue_id)
+        state = SendProgress(issue_id=issue_id, total=report.total)
+        builder = RecipientBuilder(settings)
+        prepared: dict[tuple[int, str, str, str | None], Recipient] = {}
+
+        def prepare_next() -> None:
+            """While a request is out: build the next recipients (without claiming them)."""
+            prepared.clear()
+            for key in ledger.peek_pending(engine, issue_id, batch_size):
+                prepared[key] = builder.build(*key)
+
+        batch_size = max(1, min(settings.batch_size, messenger.max_batch_size))
+        page_size = max(PAGE_SIZE, batch_size)
+        cursor, exhausted = ledger.materialize_page(engine, issue_id, 0, page_size)
+        need_more = False
+        while True:
+            if stop is not None and stop.is_set():
+                report.interrupted = True
+                break
+            if need_more and not exhausted:
+                cursor, exhausted = ledger.materialize_page(engine, issue_id, cursor, page_size)
+            claim = ledger.claim_batch(engine, issue_id, batch_size, worker=worker, provider=messenger.name)
+            if claim is None:
+                # Nothing pending: the next page, or (at the end) subscribers who confirmed
+                # mid-send with an id beyond the cursor. Done when that finds nobody.
+                before = cursor
+                cursor, exhausted = ledger.materialize_page(engine, issue_id, cursor, page_size)
+                if exhausted and cursor == before:
+                    break
+                continue
+            need_more = len(claim.recipients) + claim.suppressed < batch_size
+            state.suppressed += claim.suppressed
+            report.suppressed += claim.suppressed
+            if claim.recipients:
+                recipients = [
+                    prepared.get((r.subscriber_id, r.email, r.email_hash, r.name))
+                    or builder.build(r.subscriber_id, r.email, r.email_hash, r.name)
+                    for r in claim.recipients
+                ]
+                _send_batch(messenger, content, recipients, engine, claim, report, state, pool, prepare_next)
+            if progress is not None:
+                progress(state)
+        messenger.flush()
+        finished = exhausted and not report.interrupted
+    except DeliveryError as exc:
+        report.error = str(exc)
+        exc.report = report  # type: ignore[attr-defined]  # what was done before it stopped
+        raise
+    finally:
+        report.elapsed = time.monotonic() - started
+        pool.shutdown(wait=True)
+        if own_messenger:
+            messenger.close()
+    report.remaining = ledger.remaining(engine, issue_id)
+    if report.remaining == 0 and finished:
+        _mark_sent(engine, issue_id)
+    report.issue_status = _issue_row(engine, issue_id)[1]
+    return report
+
+
+def _send_batch(
+    messenger: Messenger,
+    content: Content,
+    recipients: list[Recipient],
+    engine: Engine,
+    claim: ledger.Claim,
+    report: SendReport,
+    state: SendProgress,
+    pool: ThreadPoolExecutor,
+    meanwhile: Callable[[], None],
+) -> None:
+    future = pool.submit(messenger.push, content, recipients)
+    try:
+        meanwhile()
+    except Exception:  # only a head start for the next batch: never worth failing this one
+        log.debug("preparing the next batch failed", exc_info=True)
+    try:
+        result = future.result()
+    except ProviderError as exc:
+        if getattr(exc, "uncertain", False):
+            ledger.note_uncertain(engine, claim.batch_id, str(exc))
+            report.uncertain += len(recipients)
+            state.uncertain += len(recipients)
+        else:
+            ledger.release_batch(engine, claim.batch_id, str(exc))
+        raise
+    except DeliveryError as exc:
+        ledger.release_batch(engine, claim.batch_id, str(exc))
+        raise
+    report.batches += 1
+    state.batches += 1
+    if _all_accepted(result, recipients):
+        count = ledger.record_all_sent(engine, claim.batch_id, result.batch_message_id)
+        report.sent += count
+        state.sent += count
+        return
+    by_email = {r.email: r.delivery_id for r in claim.recipients}
+    outcome = ledger.Outcome()
+    accepted = set(result.accepted)
+    for email in accepted:
+        outcome.sent[by_email[email]] = result.message_ids.get(email) or result.batch_message_id
+    for email, error in result.failed.items():
+        outcome.failed[by_email[email]] = error
+    outcome.deferred = [by_email[email] for email in result.deferred]
+    outcome.uncertain = [by_email[email] for email in result.uncertain]
+    seen = accepted | set(result.failed) | set(result.deferred) | set(result.uncertain)
+    # Anything the messenger did not report on is treated as uncertain (never resent silently).
+    outcome.uncertain += [r.delivery_id for r in claim.recipients if r.email not in seen]
+    ledger.record_outcome(
+        engine, claim.batch_id, outcome, batch_message_id=result.batch_message_id, error=result.error
+    )
+    report.sent += len(outcome.sent)
+    report.failed += len(outcome.failed)
+    report.uncertain += len(outcome.uncertain)
+    state.sent += len(outcome.sent)
+    state.failed += len(outcome.failed)
+    state.uncertain += len(outcome.uncertain)
+    if result.error and outcome.deferred:
+        raise DeliveryError(
+            f"{messenger.name}: {result.error}; {len(outcome.deferred)} recipients left pending"
+        )
+
+
+def _all_accepted(result: PushResult, recipients: Sequence[Recipient]) -> bool:
+    return (
+        not result.failed
+        and not result.deferred
+        and not result.uncertain
+        and not result.message_ids
+        and len(result.accepted) == len(recipients)
+    )
+
+
+# --- dry run and test sends ------------------------------------------------------------------
+
+
+def dry_run(
+    settings: Settings, engine: Engine, issue_id: str, *, provider: str | None = None
+) -> DryRunReport:
+    """What a send would do now: recipients and batches. Sends nothing, writes nothing."""
+    _subject, status = _issue_row(engine, issue_id)
+    name = provider or settings.provider
+    limits = {"sendgrid": 1000, "outbox": 1000, "smtp": max(100, 25 * settings.smtp_connections)}
+    batch_size = max(1, min(settings.batch_size, limits.get(name, settings.batch_size)))
+    recipients = 0 if status == "sent" else ledger.recipients_to_send(engine, issue_id)
+    uncertain = sum(batch.recipients for batch in ledger.uncertain_batches(engine, issue_id))
+    return DryRunReport(
+        issue_id=issue_id,
+        provider=name,
+        recipients=recipients,
+        batch_size=batch_size,
+        batches=math.ceil(recipients / batch_size),
+        uncertain=uncertain,
+        issue_status=status,
+    )
+
+
+def send_test(
+    settings: Settings,
+    issue_id: str,
+    addresses: Sequence[str],
+    provider: str | None = None,
+    *,
+    engine: Engine | None = None,
+) -> TestSendReport:
+    """Send the issue to ``addresses`` only, outside the ledger, subject prefixed "[TEST] "."""
+    from newsletter.db import open_database
+
+    cleaned = [address.strip() for address in addresses if address.strip()]
+    if not cleaned:
+        raise DeliveryError("--test-to needs at least one address")
+    bad = [address for address in cleaned if "@" not in address or any(c.isspace() for c in address)]
+    if bad:
+        raise DeliveryError(f"not an email address: {', '.join(bad)}")
+    engine = engine or open_database(settings.database_url)
+    content = load_content(settings, engine, issue_id, subject_prefix=TEST_PREFIX)
+    builder = RecipientBuilder(settings)
+    recipients = []
+    for address in cleaned:
+        digest = hashlib.sha256(address.lower().encode()).hexdigest()
+        recipients.append(builder.build(0, address, digest, None))
+    messenger = get_messenger(settings, provider)
+    try:
+        result = messenger.push(content, recipients)
+        messenger.flush()
+    finally:
+        messenger.close()
+    failed = dict(result.failed)
+    for address in [*result.deferred, *result.uncertain]:
+        failed.setdefault(address, result.error or "not confirmed by the provider")
+    return TestSendReport(
+        issue_id=issue_id,
+        provider=messenger.name,
+        addresses=cleaned,
+        accepted=list(result.accepted),
+        failed=failed,
+    )
+
+
+def as_json(report: Any) -> str:
+    """A report as one JSON line (for scripts and the admin page)."""
+    data = {key: value for key, value in vars(report).items() if not key.startswith("_")}
+    return json.dumps(data, default=str, sort_keys=True)

@@ -1,0 +1,346 @@
+"""Issues: build (select, summarise, render, archive), list, show, and freeze.
+
+``build_issue`` is idempotent: with the same catalog and date it rebuilds the
+same draft (same id, same archive bytes). There is at most one draft: building
+again refreshes it instead of adding another. Once an issue is ``sending`` or
+``sent`` it is frozen: its row and its archive are never rewritten, and its
+comparisons never go out again.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, field
+from datetime import date as Day
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from newsletter import archive
+from newsletter.config import Settings
+from newsletter.db import session_scope
+from newsletter.errors import IssueError, NotFoundError
+from newsletter.models import Comparison
+from newsletter.render import render_issue
+from newsletter.selection import (
+    DRAFT,
+    FROZEN_STATUSES,
+    SENDING,
+    SENT,
+    as_utc,
+    candidate_ids,
+    catalog_counts,
+    comparison_url,
+    issue_datetime,
+    select_comparisons,
+    week_id,
+)
+from newsletter.tables import (
+    ComparisonRow,
+    DeliveryBatchRow,
+    DeliveryRow,
+    IssueComparisonRow,
+    IssueRow,
+    utcnow,
+)
+from newsletter.verdicts import IssueContent, build_content, summarise
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What ``build_issue`` did. ``issue_id`` is None when there was nothing to build."""
+
+    issue_id: str | None
+    reason: str
+    created: bool = False
+    changed: bool = False
+    comparisons: int = 0
+    archive: Path | None = None
+
+
+@dataclass(frozen=True)
+class IssueInfo:
+    id: str
+    subject: str
+    preheader: str
+    status: str
+    issue_date: datetime
+    built_at: datetime
+    send_started_at: datetime | None
+    sent_at: datetime | None
+    comparison_slugs: list[str] = field(default_factory=list)
+
+    @property
+    def frozen(self) -> bool:
+        return self.status in FROZEN_STATUSES
+
+    @property
+    def comparisons(self) -> int:
+        return len(self.comparison_slugs)
+
+
+# --- build -----------------------------------------------------------------------------------
+
+
+def build_issue(settings: Settings, engine: Engine, *, date: datetime | Day | None = None) -> BuildResult:
+    """Build (or refresh) the next issue for ``date`` (default: now in the configured zone)."""
+    when = issue_datetime(settings, date)
+    stale_dir: Path | None = None
+    try:
+        with session_scope(engine) as session:
+            rows = select_comparisons(session, settings.issue_size)
+            if not rows:
+                return BuildResult(issue_id=None, reason=_nothing_new(session))
+            draft = session.scalars(
+                select(IssueRow).where(IssueRow.status == DRAFT).order_by(IssueRow.built_at.desc())
+            ).first()
+            issue_id = _choose_id(session, week_id(when), draft)
+            if draft is not None and draft.id != issue_id:
+                if _has_deliveries(session, draft.id):
+                    issue_id = draft.id  # a test send referenced it: keep its id
+                else:
+                    stale_dir = archive.issue_dir(settings, draft.id)
+                    _delete_draft(session, draft.id)
+            result = _write(settings, session, issue_id, when, rows)
+    except IntegrityError as exc:
+        raise IssueError(f"another build of this issue ran at the same time; try again ({exc.orig})") from exc
+    if stale_dir is not None and stale_dir.is_dir():
+        shutil.rmtree(stale_dir, ignore_errors=True)
+    return result
+
+
+def rebuild_issue(settings: Settings, engine: Engine, issue_id: str) -> BuildResult:
+    """Refresh a draft (e.g. after editing templates). A frozen issue raises IssueError."""
+    info = get_issue(engine, issue_id)
+    if info.frozen:
+        raise IssueError(f"issue {issue_id} is {info.status}: it is frozen and cannot be rebuilt")
+    result = build_issue(settings, engine, date=info.issue_date)
+    if result.issue_id != issue_id:
+        raise IssueError(f"issue {issue_id} was replaced by {result.issue_id or 'nothing'}: {result.reason}")
+    return result
+
+
+def _nothing_new(session: Session) -> str:
+    total, sent = catalog_counts(session)
+    if total == 0:
+        return "no issue: the catalog is empty (import comparisons first)"
+    return f"no issue: no new comparison since the last sent issue ({sent} of {total} already sent)"
+
+
+def _choose_id(session: Session, base: str, draft: IssueRow | None) -> str:
+    for candidate in candidate_ids(base):
+        existing = session.get(IssueRow, candidate)
+        if existing is None:
+            return candidate
+        if existing.status == DRAFT and (draft is None or existing.id == draft.id):
+            return candidate
+    raise IssueError(f"too many issues in week {base}")
+
+
+def _has_deliveries(session: Session, issue_id: str) -> bool:
+    for table in (DeliveryRow, DeliveryBatchRow):
+        if session.scalar(select(func.count()).select_from(table).where(table.issue_id == issue_id)):
+            return True
+    return False
+
+
+def _delete_draft(session: Session, issue_id: str) -> None:
+    session.execute(delete(IssueComparisonRow).where(IssueComparisonRow.issue_id == issue_id))
+    session.execute(delete(IssueRow).where(IssueRow.id == issue_id, IssueRow.status == DRAFT))
+    session.flush()
+
+
+def issue_content(
+    settings: Settings, issue_id: str, when: datetime, rows: list[ComparisonRow]
+) -> IssueContent:
+    summaries = [
+        summarise(Comparison.model_validate(row.data), url=comparison_url(settings, row)) for row in rows
+    ]
+    return build_content(
+        issue_id=issue_id,
+        issue_date=when,
+        newsletter_name=settings.newsletter_name,
+        archive_url=f"{settings.base_url}/issues/{issue_id}",
+        summaries=summaries,
+    )
+
+
+def _issue_data(
+    issue_id: str, when: datetime, content: IssueContent, rows: list[ComparisonRow]
+) -> dict[str, Any]:
+    """issue.json: no build timestamps, so the same catalog and date give the same bytes."""
+    return {
+        "id": issue_id,
+        "issue_date": when.isoformat(),
+        "subject": content.subject,
+        "preheader": content.preheader,
+        "content": content.model_dump(mode="json"),
+        "comparisons": [
+            {
+                "slug": row.slug,
+                "title": row.title,
+                "url": content.comparisons[position].url,
+                "published_at": as_utc(row.published_at).isoformat(),
+                "content_hash": row.content_hash,
+                "data": row.data,
+            }
+            for position, row in enumerate(rows)
+        ],
+    }
+
+
+def _write(
+    settings: Settings, session: Session, issue_id: str, when: datetime, rows: list[ComparisonRow]
+) -> BuildResult:
+    content = issue_content(settings, issue_id, when, rows)
+    rendered = render_issue(settings, content)
+    data = _issue_data(issue_id, when, content, rows)
+
+    existing = session.get(IssueRow, issue_id)
+    created = existing is None
+    if existing is None:
+        session.add(
+            IssueRow(
+                id=issue_id,
+                subject=content.subject,
+                preheader=content.preheader,
+                status=DRAFT,
+                issue_date=when,
+                built_at=utcnow(),
+            )
+        )
+    else:
+        # Conditional on still being a draft: takes the row's write lock, so a concurrent
+        # mark_sending waits for this build (and a build never rewrites a frozen issue).
+        changed_rows = session.execute(
+            update(IssueRow)
+            .where(IssueRow.id == issue_id, IssueRow.status == DRAFT)
+            .values(subject=content.subject, preheader=content.preheader, issue_date=when, built_at=utcnow())
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+        if not changed_rows:
+            raise IssueError(f"issue {issue_id} started sending during the build; it is frozen now")
+    session.flush()
+    session.execute(delete(IssueComparisonRow).where(IssueComparisonRow.issue_id == issue_id))
+    session.add_all(
+        IssueComparisonRow(issue_id=issue_id, comparison_id=row.id, position=position)
+        for position, row in enumerate(rows)
+    )
+    session.flush()
+
+    changed = True
+    if not created:
+        try:
+            changed = archive.load_issue(settings, issue_id).data != data
+        except NotFoundError:
+            changed = True
+    folder = archive.write_issue(
+        settings,
+        issue_id,
+        html=rendered.html,
+        text=rendered.text,
+        web_html=rendered.web_html(settings),
+        data=data,
+    )
+    count = len(rows)
+    noun = "comparison" if count == 1 else "comparisons"
+    if created:
+        reason = f"built issue {issue_id} with {count} {noun}"
+    elif changed:
+        reason = f"rebuilt draft issue {issue_id} with {count} {noun}"
+    else:
+        reason = f"draft issue {issue_id} is up to date ({count} {noun})"
+    log.info("%s: %s", reason, content.subject)
+    return BuildResult(
+        issue_id=issue_id, reason=reason, created=created, changed=changed, comparisons=count, archive=folder
+    )
+
+
+# --- read -------------------------------------------------------------------------------------
+
+
+def _info(session: Session, row: IssueRow) -> IssueInfo:
+    slugs = list(
+        session.scalars(
+            select(ComparisonRow.slug)
+            .join(IssueComparisonRow, IssueComparisonRow.comparison_id == ComparisonRow.id)
+            .where(IssueComparisonRow.issue_id == row.id)
+            .order_by(IssueComparisonRow.position)
+        )
+    )
+    return IssueInfo(
+        id=row.id,
+        subject=row.subject,
+        preheader=row.preheader,
+        status=row.status,
+        issue_date=row.issue_date,
+        built_at=row.built_at,
+        send_started_at=row.send_started_at,
+        sent_at=row.sent_at,
+        comparison_slugs=slugs,
+    )
+
+
+def list_issues(engine: Engine) -> list[IssueInfo]:
+    """Every issue, newest first."""
+    with session_scope(engine) as session:
+        rows = session.scalars(select(IssueRow).order_by(IssueRow.issue_date.desc(), IssueRow.id.desc()))
+        return [_info(session, row) for row in rows]
+
+
+def get_issue(engine: Engine, issue_id: str) -> IssueInfo:
+    with session_scope(engine) as session:
+        row = session.get(IssueRow, issue_id)
+        if row is None:
+            raise NotFoundError(f"no issue {issue_id!r}")
+        return _info(session, row)
+
+
+def latest_issue(engine: Engine) -> IssueInfo | None:
+    """The most recently built issue (what ``preview`` shows by default)."""
+    with session_scope(engine) as session:
+        row = session.scalars(select(IssueRow).order_by(IssueRow.built_at.desc(), IssueRow.id.desc())).first()
+        return _info(session, row) if row is not None else None
+
+
+# --- freeze ------------------------------------------------------------------------------------
+
+
+def mark_sending(engine: Engine, issue_id: str) -> IssueInfo:
+    """draft -> sending: the issue is frozen from now on. Idempotent for sending/sent issues."""
+    with session_scope(engine) as session:
+        session.execute(
+            update(IssueRow)
+            .where(IssueRow.id == issue_id, IssueRow.status == DRAFT)
+            .values(status=SENDING, send_started_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        row = session.get(IssueRow, issue_id)
+        if row is None:
+            raise NotFoundError(f"no issue {issue_id!r}")
+        return _info(session, row)
+
+
+def mark_sent(engine: Engine, issue_id: str) -> IssueInfo:
+    """draft/sending -> sent. Idempotent for a sent issue."""
+    with session_scope(engine) as session:
+        row = session.get(IssueRow, issue_id)
+        if row is None:
+            raise NotFoundError(f"no issue {issue_id!r}")
+        if row.status != SENT:
+            now = utcnow()
+            session.execute(
+                update(IssueRow)
+                .where(IssueRow.id == issue_id, IssueRow.status != SENT)
+                .values(status=SENT, sent_at=now, send_started_at=row.send_started_at or now)
+                .execution_options(synchronize_session=False)
+            )
+            session.refresh(row)
+        return _info(session, row)

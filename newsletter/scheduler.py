@@ -1,0 +1,380 @@
+"""The weekly job: import, build this slot's issue, send it — once per slot, whoever runs it.
+
+A *slot* is one period of the schedule, named by its scheduled fire time in
+TIMEZONE (``2026-11-23T09:00 Europe/Berlin`` for the weekly default). Three guards
+keep a slot from sending twice:
+
+* an instance lock held for the whole tick: a PostgreSQL session advisory lock,
+  or, for the embedded SQLite database, an ``flock`` on a file beside it. Both are
+  released by the operating system when a process dies, so a crashed tick never
+  blocks the next one;
+* a UNIQUE ``schedule_slots`` row recording who claimed the slot and what came of
+  it (``sent``, ``nothing_new``, ``error``; ``running`` while it works). A slot
+  whose outcome is final is never run again; one left ``running`` by a dead
+  process is resumed (the ledger makes the resumed send exactly-once);
+* the delivery ledger itself.
+
+APScheduler only decides *when* to call :func:`run_tick`; the in-memory job store
+holds nothing that the database does not. A server started after a missed fire
+time (within ``MISFIRE_GRACE_TIME``) runs that slot once at start-up; one that
+starts later leaves the stale slot alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import Engine, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+
+from newsletter.config import Settings
+from newsletter.db import is_postgres, session_scope
+from newsletter.errors import NewsletterError
+from newsletter.tables import ScheduleSlotRow, utcnow
+
+log = logging.getLogger(__name__)
+
+FINAL_OUTCOMES = frozenset({"sent", "nothing_new"})
+JOB_ID = "weekly-issue"
+
+
+@dataclass(frozen=True)
+class Slot:
+    key: str
+    fire_time: datetime  # aware, in TIMEZONE
+
+
+@dataclass(frozen=True)
+class TickResult:
+    # sent | nothing_new | taken | done | missed | error | stopped
+    outcome: str
+    message: str
+    slot: Slot | None = None
+    issue_id: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome != "error"
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def make_trigger(settings: Settings) -> CronTrigger:
+    return CronTrigger.from_crontab(settings.schedule, timezone=ZoneInfo(settings.timezone))
+
+
+def next_run_times(settings: Settings, *, after: datetime | None = None, count: int = 3) -> list[datetime]:
+    trigger = make_trigger(settings)
+    moment = (after or datetime.now(UTC)).astimezone(ZoneInfo(settings.timezone))
+    times: list[datetime] = []
+    previous: datetime | None = None
+    for _ in range(count):
+        fire = trigger.get_next_fire_time(previous, moment)
+        if fire is None:
+            break
+        times.append(fire)
+        previous, moment = fire, fire + timedelta(microseconds=1)
+    return times
+
+
+def current_slot(settings: Settings, now: datetime) -> Slot | None:
+    """The latest scheduled fire time at or before ``now``: the slot ``now`` belongs to."""
+    trigger = make_trigger(settings)
+    zone = ZoneInfo(settings.timezone)
+    now_local = now.astimezone(zone)
+    window = timedelta(days=1)
+    # Look back over a growing window (bounded: a year) until a fire time turns up.
+    while window <= timedelta(days=400):
+        fire = trigger.get_next_fire_time(None, now_local - window)
+        last: datetime | None = None
+        steps = 0
+        while fire is not None and fire <= now_local and steps < 100_000:
+            last = fire
+            fire = trigger.get_next_fire_time(fire, fire + timedelta(microseconds=1))
+            steps += 1
+        if last is not None:
+            return Slot(key=f"{last:%Y-%m-%dT%H:%M} {settings.timezone}", fire_time=last)
+        window *= 2
+    return None
+
+
+# --- the instance lock ------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def instance_lock(engine: Engine) -> Iterator[bool]:
+    """Yield True when this process may run the weekly job now, False when another does."""
+    if is_postgres(engine):
+        with _pg_advisory_lock(engine) as got:
+            yield got
+    else:
+        with _file_lock(engine) as got:
+            yield got
+
+
+LOCK_ID = int.from_bytes(hashlib.sha256(b"newsletter-weekly-job").digest()[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def _pg_advisory_lock(engine: Engine) -> Iterator[bool]:
+    with engine.connect() as connection:
+        got = bool(connection.execute(text("SELECT pg_try_advisory_lock(:id)"), {"id": LOCK_ID}).scalar())
+        connection.commit()
+        try:
+            yield got
+        finally:
+            if got:
+                connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": LOCK_ID})
+                connection.commit()
+
+
+@contextlib.contextmanager
+def _file_lock(engine: Engine) -> Iterator[bool]:
+    database = make_url(str(engine.url)).database
+    if not database or database == ":memory:":
+        yield True
+        return
+    path = Path(database + ".weekly.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+# --- the tick -------------------------------------------------------------------------------
+
+
+def run_tick(
+    settings: Settings,
+    engine: Engine,
+    *,
+    now: datetime | None = None,
+    worker: str | None = None,
+    stop: threading.Event | None = None,
+    progress: Callable[..., Any] | None = None,
+) -> TickResult:
+    """Run the weekly job for the slot ``now`` falls in (import, build, send), at most once."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    worker = worker or worker_name()
+    slot = current_slot(settings, now)
+    if slot is None:
+        return TickResult(
+            "missed", f"the schedule {settings.schedule!r} has no run before {now:%Y-%m-%d %H:%M} UTC"
+        )
+    late = now - slot.fire_time
+    if late > timedelta(seconds=settings.misfire_grace_time):
+        upcoming = next_run_times(settings, after=now, count=1)
+        when = f"; next run {upcoming[0]:%Y-%m-%d %H:%M %Z}" if upcoming else ""
+        return TickResult(
+            "missed",
+            f"slot {slot.key} was {_duration(late)} ago, past the grace time of "
+            f"{_duration(timedelta(seconds=settings.misfire_grace_time))}: not sending a stale issue{when}",
+            slot,
+        )
+    with instance_lock(engine) as got:
+        if not got:
+            return TickResult(
+                "taken", f"slot {slot.key} is already taken: another instance is running the weekly job", slot
+            )
+        return _run_claimed_slot(settings, engine, slot, now=now, worker=worker, stop=stop, progress=progress)
+
+
+def _run_claimed_slot(
+    settings: Settings,
+    engine: Engine,
+    slot: Slot,
+    *,
+    now: datetime,
+    worker: str,
+    stop: threading.Event | None,
+    progress: Callable[..., Any] | None,
+) -> TickResult:
+    row = _claim(engine, slot, worker)
+    if row.outcome in FINAL_OUTCOMES:
+        what = f"sent issue {row.issue_id}" if row.outcome == "sent" else "nothing new"
+        return TickResult(
+            "done",
+            f"slot {slot.key} is already taken: {row.claimed_by} handled it ({what}); nothing to do",
+            slot,
+            row.issue_id,
+        )
+    issue_id = row.issue_id
+    try:
+        if issue_id is None:
+            issue_id, reason = _import_and_build(settings, engine, now)
+            if issue_id is None:
+                _finish(engine, slot, "nothing_new", detail=reason)
+                log.info("weekly job: nothing new for slot %s: %s", slot.key, reason)
+                return TickResult(
+                    "nothing_new", f"slot {slot.key}: nothing new ({reason}); nothing sent", slot
+                )
+            _record_issue(engine, slot, issue_id)
+        from newsletter.delivery import send_issue
+
+        report = send_issue(settings, engine, issue_id, worker=worker, stop=stop, progress=progress)
+    except NewsletterError as error:
+        _finish(engine, slot, "error", detail=str(error), final=False)
+        log.error("weekly job failed for slot %s: %s", slot.key, error)
+        return TickResult("error", f"slot {slot.key}: {error}", slot, issue_id)
+    if stop is not None and stop.is_set() and not _is_complete(report):
+        return TickResult(
+            "stopped",
+            f"slot {slot.key}: stopped mid-send; the next tick resumes issue {issue_id}",
+            slot,
+            issue_id,
+        )
+    _finish(engine, slot, "sent", issue_id=issue_id, detail=_summary(report))
+    return TickResult("sent", f"slot {slot.key}: sent issue {issue_id} ({_summary(report)})", slot, issue_id)
+
+
+def _claim(engine: Engine, slot: Slot, worker: str) -> ScheduleSlotRow:
+    """Insert the slot row, or return the existing one (left by an earlier or crashed tick)."""
+    try:
+        with session_scope(engine) as session:
+            session.add(
+                ScheduleSlotRow(key=slot.key, claimed_by=worker, claimed_at=utcnow(), outcome="running")
+            )
+    except IntegrityError:
+        pass
+    with session_scope(engine) as session:
+        row = session.get(ScheduleSlotRow, slot.key)
+        assert row is not None
+        if row.outcome not in FINAL_OUTCOMES and row.claimed_by != worker:
+            log.warning("resuming slot %s left %s by %s", slot.key, row.outcome, row.claimed_by)
+            row.claimed_by = worker
+            row.outcome = "running"
+        return row
+
+
+def _import_and_build(settings: Settings, engine: Engine, now: datetime) -> tuple[str | None, str]:
+    if settings.sources:
+        from newsletter.catalog import import_locations
+
+        report = import_locations(settings, engine, settings.sources)
+        for failure in getattr(report, "failed", []):
+            log.warning("weekly job: source skipped: %s", failure)
+    from newsletter.issues import build_issue
+
+    built = build_issue(settings, engine, date=now)
+    return built.issue_id, built.reason
+
+
+def _record_issue(engine: Engine, slot: Slot, issue_id: str) -> None:
+    with session_scope(engine) as session:
+        row = session.get(ScheduleSlotRow, slot.key)
+        assert row is not None
+        row.issue_id = issue_id
+
+
+def _finish(
+    engine: Engine,
+    slot: Slot,
+    outcome: str,
+    *,
+    issue_id: str | None = None,
+    detail: str | None = None,
+    final: bool = True,
+) -> None:
+    with session_scope(engine) as session:
+        row = session.get(ScheduleSlotRow, slot.key)
+        assert row is not None
+        row.outcome = outcome
+        row.detail = detail
+        if issue_id is not None:
+            row.issue_id = issue_id
+        row.finished_at = utcnow() if final else None
+
+
+def _is_complete(report: object) -> bool:
+    return bool(getattr(report, "complete", True))
+
+
+def _summary(report: object) -> str:
+    summary = getattr(report, "summary", None)
+    if callable(summary):
+        return str(summary())
+    return str(report)
+
+
+def _duration(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds >= 86400:
+        return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
+    return f"{seconds // 3600}h {seconds % 3600 // 60}m"
+
+
+def recent_slots(engine: Engine, limit: int = 5) -> list[ScheduleSlotRow]:
+    with session_scope(engine) as session:
+        rows = session.scalars(
+            select(ScheduleSlotRow).order_by(ScheduleSlotRow.claimed_at.desc()).limit(limit)
+        )
+        return list(rows)
+
+
+# --- APScheduler inside `newsletter serve` ------------------------------------------------------
+
+
+def start_scheduler(
+    settings: Settings,
+    engine: Engine,
+    *,
+    stop: threading.Event,
+    now: datetime | None = None,
+) -> BackgroundScheduler:
+    """Start the weekly job in a background thread.
+
+    The in-memory job store forgets missed runs, so when the latest fire time is
+    within the grace time we start the job's clock there: APScheduler then runs
+    it once now (misfire_grace_time decides), and the slot guard keeps that once.
+    """
+    zone = ZoneInfo(settings.timezone)
+    scheduler = BackgroundScheduler(timezone=zone)
+    now = now or datetime.now(UTC)
+    slot = current_slot(settings, now)
+    first_run: datetime | None = None
+    if slot is not None and now - slot.fire_time <= timedelta(seconds=settings.misfire_grace_time):
+        first_run = slot.fire_time
+    scheduler.add_job(
+        _scheduled_tick,
+        make_trigger(settings),
+        args=(settings, engine, stop),
+        id=JOB_ID,
+        name="weekly issue",
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=settings.misfire_grace_time,
+        replace_existing=True,
+        **({"next_run_time": first_run} if first_run is not None else {}),
+    )
+    scheduler.start()
+    return scheduler
+
+
+def _scheduled_tick(settings: Settings, engine: Engine, stop: threading.Event) -> None:
+    result = run_tick(settings, engine, stop=stop)
+    level = logging.ERROR if result.outcome == "error" else logging.INFO
+    log.log(level, "weekly job: %s", result.message)

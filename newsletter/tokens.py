@@ -1,0 +1,179 @@
+"""Signed tokens (itsdangerous), one salt per purpose so a token never works for another.
+
+    confirm       [subscriber_id, hash prefix]   expires after CONFIRM_TOKEN_MAX_AGE
+    unsubscribe   [subscriber_id, hash prefix]   never expires (it sits in every mail)
+    admin         {"n": nonce, "k": key id}      the admin session cookie, 12 hours
+    csrf          session nonce                  hidden field of every admin form
+
+A tampered token raises ``InvalidTokenError``; a genuine but expired one raises
+``ExpiredTokenError`` that still carries the payload, so the page can offer to
+resend. Both are ``TokenError`` (HTTP 400).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+
+from newsletter.config import Settings
+from newsletter.errors import TokenError
+
+SALT_CONFIRM = "newsletter.confirm.v1"
+SALT_UNSUBSCRIBE = "newsletter.unsubscribe.v1"
+SALT_ADMIN = "newsletter.admin-session.v1"
+SALT_CSRF = "newsletter.csrf.v1"
+
+ADMIN_SESSION_MAX_AGE = 12 * 3600
+CSRF_MAX_AGE = 12 * 3600
+# How long an expired confirmation link may still ask for a fresh one.
+RESEND_MAX_AGE = 90 * 24 * 3600
+# Tokens carry a prefix of the address hash: enough to bind them (they are signed), short URLs.
+HASH_CHARS = 16
+
+
+class InvalidTokenError(TokenError):
+    """The token was not made by us (tampered, truncated, another purpose or key)."""
+
+    expired = False
+
+
+class ExpiredTokenError(TokenError):
+    """A genuine token past its age. ``payload`` is still trustworthy (it was signed)."""
+
+    expired = True
+
+    def __init__(self, message: str, *, payload: Any = None) -> None:
+        self.payload = payload
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class ConfirmClaim:
+    subscriber_id: int
+    hash_prefix: str
+    issued_at: datetime
+
+
+@dataclass(frozen=True)
+class UnsubscribeClaim:
+    subscriber_id: int
+    hash_prefix: str
+
+
+def _timed(settings: Settings, salt: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(settings.secret(), salt=salt)
+
+
+def _plain(settings: Settings, salt: str) -> URLSafeSerializer:
+    return URLSafeSerializer(settings.secret(), salt=salt)
+
+
+def _pair(payload: Any, what: str) -> tuple[int, str]:
+    if (
+        isinstance(payload, list)
+        and len(payload) == 2
+        and isinstance(payload[0], int)
+        and not isinstance(payload[0], bool)
+        and isinstance(payload[1], str)
+        and len(payload[1]) >= 8
+    ):
+        return payload[0], payload[1]
+    raise InvalidTokenError(f"this {what} link is not valid")
+
+
+# --- confirmation ---------------------------------------------------------------------------
+
+
+def make_confirm_token(settings: Settings, subscriber_id: int, email_hash: str) -> str:
+    return _timed(settings, SALT_CONFIRM).dumps([subscriber_id, email_hash[:HASH_CHARS]])
+
+
+def read_confirm_token(settings: Settings, token: str, *, max_age: int | None = None) -> ConfirmClaim:
+    """The claim of a confirmation token; ExpiredTokenError / InvalidTokenError otherwise."""
+    serializer = _timed(settings, SALT_CONFIRM)
+    age = settings.confirm_token_max_age if max_age is None else max_age
+    try:
+        payload, issued = serializer.loads(token, max_age=age, return_timestamp=True)
+    except SignatureExpired as exc:
+        try:
+            expired_payload = serializer.load_payload(exc.payload) if exc.payload is not None else None
+        except BadSignature:
+            expired_payload = None
+        raise ExpiredTokenError("this confirmation link has expired", payload=expired_payload) from None
+    except BadSignature:
+        raise InvalidTokenError("this confirmation link is not valid") from None
+    subscriber_id, prefix = _pair(payload, "confirmation")
+    return ConfirmClaim(subscriber_id=subscriber_id, hash_prefix=prefix, issued_at=issued)
+
+
+def read_expired_confirm_token(settings: Settings, token: str) -> ConfirmClaim:
+    """A confirmation token checked for authenticity only (up to RESEND_MAX_AGE): to resend it."""
+    return read_confirm_token(settings, token, max_age=RESEND_MAX_AGE)
+
+
+# --- unsubscribe --------------------------------------------------------------------------------
+
+
+def make_unsubscribe_token(settings: Settings, subscriber_id: int, email_hash: str) -> str:
+    return _plain(settings, SALT_UNSUBSCRIBE).dumps([subscriber_id, email_hash[:HASH_CHARS]])
+
+
+def read_unsubscribe_token(settings: Settings, token: str) -> UnsubscribeClaim:
+    try:
+        payload = _plain(settings, SALT_UNSUBSCRIBE).loads(token)
+    except BadSignature:
+        raise InvalidTokenError("this unsubscribe link is not valid") from None
+    subscriber_id, prefix = _pair(payload, "unsubscribe")
+    return UnsubscribeClaim(subscriber_id=subscriber_id, hash_prefix=prefix)
+
+
+# --- admin session and CSRF --------------------------------------------------------------------
+
+
+def _key_id(admin_token: str) -> str:
+    """Sessions die when the admin token changes."""
+    return hashlib.sha256(admin_token.encode()).hexdigest()[:16]
+
+
+def make_admin_session(settings: Settings, admin_token: str) -> tuple[str, str]:
+    """(cookie value, nonce): the nonce binds the CSRF tokens of this session."""
+    nonce = secrets.token_urlsafe(16)
+    return _timed(settings, SALT_ADMIN).dumps({"n": nonce, "k": _key_id(admin_token)}), nonce
+
+
+def read_admin_session(settings: Settings, value: str, admin_token: str) -> str:
+    """The session's nonce, or TokenError."""
+    try:
+        payload = _timed(settings, SALT_ADMIN).loads(value, max_age=ADMIN_SESSION_MAX_AGE)
+    except SignatureExpired:
+        raise ExpiredTokenError("your admin session has expired") from None
+    except BadSignature:
+        raise InvalidTokenError("not a valid admin session") from None
+    if not isinstance(payload, dict) or payload.get("k") != _key_id(admin_token):
+        raise InvalidTokenError("not a valid admin session")
+    nonce = payload.get("n")
+    if not isinstance(nonce, str):
+        raise InvalidTokenError("not a valid admin session")
+    return nonce
+
+
+def make_csrf_token(settings: Settings, binding: str) -> str:
+    return _timed(settings, SALT_CSRF).dumps(binding)
+
+
+def check_csrf_token(settings: Settings, token: str | None, binding: str) -> None:
+    if not token:
+        raise InvalidTokenError("the form is missing its security token; reload the page and try again")
+    try:
+        payload = _timed(settings, SALT_CSRF).loads(token, max_age=CSRF_MAX_AGE)
+    except SignatureExpired:
+        raise ExpiredTokenError("the form has expired; reload the page and try again") from None
+    except BadSignature:
+        raise InvalidTokenError("the form's security token is not valid; reload the page") from None
+    if not isinstance(payload, str) or not secrets.compare_digest(payload, binding):
+        raise InvalidTokenError("the form's security token is not valid; reload the page")

@@ -1,0 +1,113 @@
+"""The public archive: GET /issues and GET /issues/{id} (the archived web version, as sent)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi import Path as PathParam
+from sqlalchemy import Engine, select
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+
+from newsletter.config import Settings
+from newsletter.errors import NotFoundError
+from newsletter.tables import IssueRow
+from newsletter.web.app import page, wants_json, web
+
+router = APIRouter(tags=["archive"])
+
+ISSUE_ID_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z_-]{0,39}$"
+PUBLIC_STATUSES = ("sending", "sent")
+
+
+@dataclass(frozen=True)
+class IssueSummary:
+    id: str
+    subject: str
+    preheader: str
+    status: str
+    issue_date: datetime
+    sent_at: datetime | None
+
+
+def list_issue_summaries(
+    engine: Engine, *, public: bool = True, limit: int | None = None
+) -> list[IssueSummary]:
+    """Issues newest first; only the ones that went out unless ``public`` is False (admin)."""
+    query = select(IssueRow).order_by(IssueRow.issue_date.desc(), IssueRow.id.desc())
+    if public:
+        query = query.where(IssueRow.status.in_(PUBLIC_STATUSES))
+    if limit is not None:
+        query = query.limit(limit)
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [
+        IssueSummary(
+            id=row.id,
+            subject=row.subject,
+            preheader=row.preheader,
+            status=row.status,
+            issue_date=row.issue_date,
+            sent_at=row.sent_at,
+        )
+        for row in rows
+    ]
+
+
+def get_issue_summary(engine: Engine, issue_id: str) -> IssueSummary | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(IssueRow).where(IssueRow.id == issue_id)).first()
+    if row is None:
+        return None
+    return IssueSummary(row.id, row.subject, row.preheader, row.status, row.issue_date, row.sent_at)
+
+
+def load_web_html(settings: Settings, issue_id: str) -> str:
+    """The archived browser version of an issue (the one place that reads the archive)."""
+    try:
+        from newsletter.archive import load_issue
+    except ImportError:  # pragma: no cover - archive module not present
+        path = Path(settings.issues_dir) / issue_id / "web.html"
+        try:
+            return path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise NotFoundError(f"no archived issue {issue_id!r}") from None
+    return load_issue(settings, issue_id).web_html
+
+
+@router.get("/issues", summary="The archive: every issue that went out")
+async def issues_index(request: Request) -> Response:
+    w = web(request)
+    issues = await run_in_threadpool(list_issue_summaries, w.engine)
+    if wants_json(request):
+        return JSONResponse(
+            {
+                "issues": [
+                    {
+                        "id": i.id,
+                        "subject": i.subject,
+                        "date": i.issue_date.date().isoformat(),
+                        "url": f"/issues/{i.id}",
+                    }
+                    for i in issues
+                ]
+            }
+        )
+    return page(request, "issues.html", {"issues": issues})
+
+
+@router.get("/issues/{issue_id}", summary="One archived issue, as it was sent", response_class=HTMLResponse)
+async def issue_page(
+    request: Request,
+    issue_id: str = PathParam(pattern=ISSUE_ID_PATTERN, max_length=40),
+) -> Response:
+    w = web(request)
+    summary = await run_in_threadpool(get_issue_summary, w.engine, issue_id)
+    if summary is None or summary.status not in PUBLIC_STATUSES:
+        raise NotFoundError(f"no issue {issue_id!r} in the archive")
+    html = await run_in_threadpool(load_web_html, w.settings, issue_id)
+    return HTMLResponse(html)

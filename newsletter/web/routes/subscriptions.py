@@ -1,0 +1,271 @@
+"""Double opt-in and unsubscribe: POST /subscribe, GET /confirm/{token}, POST /confirm/resend,
+GET and POST /unsubscribe/{token} (RFC 8058 one-click).
+
+Mails go out as background tasks after the answer is sent, so the answer (and its
+timing) is the same whether or not the address was known: no enumeration.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+from fastapi import APIRouter, BackgroundTasks, HTTPException
+from fastapi import Path as PathParam
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from newsletter import subscribers
+from newsletter.config import Settings
+from newsletter.errors import SubscriberError, TokenError
+from newsletter.subscribers import Subscriber
+from newsletter.tokens import ExpiredTokenError
+from newsletter.web.app import page, wants_json, web
+from newsletter.web.routes.archive import list_issue_summaries
+from newsletter.web.security import client_ip
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["subscriptions"])
+
+HONEYPOT = "website"
+TOKEN_PATH = PathParam(min_length=1, max_length=400)
+ACCEPTED_MESSAGE = (
+    "Thanks! If this address is not subscribed yet, a confirmation link is on its way. "
+    "Open it to start receiving the newsletter."
+)
+_SOURCE_RE = re.compile(r"^[A-Za-z0-9:_./-]{1,100}$")
+
+_FORM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["email"],
+    "properties": {
+        "email": {"type": "string", "maxLength": 320, "description": "the address to subscribe"},
+        "name": {"type": "string", "maxLength": 200},
+        "source": {"type": "string", "maxLength": 100, "description": "e.g. comparison:<slug>"},
+        HONEYPOT: {"type": "string", "description": "leave empty (bots fill it)"},
+    },
+}
+SUBSCRIBE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {"schema": _FORM_SCHEMA},
+            "application/json": {"schema": _FORM_SCHEMA},
+        },
+    }
+}
+RESEND_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["token"],
+                    "properties": {"token": {"type": "string", "maxLength": 400}},
+                }
+            }
+        },
+    }
+}
+ONE_CLICK_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": False,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"List-Unsubscribe": {"type": "string", "enum": ["One-Click"]}},
+                }
+            }
+        },
+    }
+}
+
+
+async def read_fields(request: Request) -> dict[str, str]:
+    """Form (urlencoded or multipart, no files) or a JSON object, as strings."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "application/json":
+        try:
+            data = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            raise SubscriberError("the body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise SubscriberError("the JSON body must be an object")
+        fields: dict[str, str] = {}
+        for key, value in data.items():
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise SubscriberError(f"{key!r} must be a string")
+            fields[str(key)] = value
+        return fields
+    if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.form(max_files=0, max_fields=50)
+        return {key: value for key, value in form.items() if isinstance(value, str)}
+    if not ctype and not await request.body():
+        return {}
+    raise HTTPException(415, "send the form as application/x-www-form-urlencoded or a JSON object")
+
+
+def _accepted(request: Request, email: str) -> Response:
+    if wants_json(request):
+        return JSONResponse({"status": "check_your_inbox", "message": ACCEPTED_MESSAGE}, status_code=202)
+    return page(request, "subscribed.html", {"message": ACCEPTED_MESSAGE})
+
+
+def _send_safely(what: str, function: Any, *args: Any) -> None:
+    """A background mail: a failing provider is logged, never shown (the answer is already out)."""
+    try:
+        function(*args)
+    except Exception:
+        log.exception("%s mail could not be sent", what)
+
+
+@router.post(
+    "/subscribe",
+    summary="Start a double opt-in (form or JSON)",
+    openapi_extra=SUBSCRIBE_BODY,
+    responses={
+        202: {"description": "check your inbox"},
+        422: {"description": "not a valid address"},
+        429: {"description": "too many requests from this address"},
+    },
+)
+async def subscribe(request: Request, background: BackgroundTasks) -> Response:
+    w = web(request)
+    w.subscribe_limiter.hit(client_ip(request))
+    fields = await read_fields(request)
+    if fields.get(HONEYPOT, "").strip():
+        log.info("subscribe: honeypot filled from %s, ignored", client_ip(request))
+        return _accepted(request, fields.get("email", ""))
+    email = fields.get("email", "")
+    source = fields.get("source", "").strip()
+    try:
+        result = await run_in_threadpool(
+            lambda: subscribers.subscribe(
+                w.settings,
+                w.engine,
+                email,
+                name=fields.get("name") or None,
+                ip=client_ip(request),
+                user_agent=request.headers.get("user-agent"),
+                source=source if _SOURCE_RE.match(source) else "web",
+                send=False,
+            )
+        )
+    except SubscriberError as exc:
+        if wants_json(request):
+            raise
+        issues = await run_in_threadpool(list_issue_summaries, w.engine, limit=5)
+        return page(request, "index.html", {"issues": issues, "email": email, "error": str(exc)}, status=422)
+    if result.mail_needed:
+        background.add_task(
+            _send_safely, "confirmation", subscribers.send_confirmation, w.settings, result.subscriber
+        )
+    return _accepted(request, email)
+
+
+def _token_error(request: Request, exc: TokenError, *, token: str, kind: str) -> Response:
+    expired = isinstance(exc, ExpiredTokenError)
+    if wants_json(request):
+        return JSONResponse({"error": str(exc), "status": 400, "expired": expired}, status_code=400)
+    return page(
+        request,
+        "token_error.html",
+        {"message": str(exc), "expired": expired, "token": token, "kind": kind, "email": "", "error": None},
+        status=400,
+    )
+
+
+@router.get("/confirm/{token}", summary="Confirm a subscription (the link in the confirmation mail)")
+async def confirm(request: Request, background: BackgroundTasks, token: str = TOKEN_PATH) -> Response:
+    w = web(request)
+    try:
+        result = await run_in_threadpool(lambda: subscribers.confirm(w.settings, w.engine, token, send=False))
+    except TokenError as exc:
+        return _token_error(request, exc, token=token, kind="confirm")
+    if result.newly_confirmed:
+        background.add_task(
+            _send_safely, "welcome", subscribers.send_welcome, w.settings, w.engine, result.subscriber
+        )
+    latest = await run_in_threadpool(subscribers.latest_issue_url, w.settings, w.engine)
+    if wants_json(request):
+        return JSONResponse({"status": "confirmed"})
+    return page(request, "confirmed.html", {"latest_url": latest, "newly": result.newly_confirmed})
+
+
+@router.post(
+    "/confirm/resend", summary="A new confirmation link for an expired one", openapi_extra=RESEND_BODY
+)
+async def resend(request: Request, background: BackgroundTasks) -> Response:
+    w = web(request)
+    w.subscribe_limiter.hit(client_ip(request))
+    token = (await read_fields(request)).get("token", "")
+    try:
+        found = await run_in_threadpool(
+            lambda: subscribers.resend_confirmation(w.settings, w.engine, token, send=False)
+        )
+    except TokenError as exc:
+        return _token_error(request, exc, token="", kind="confirm")
+    if found is not None:
+        background.add_task(_send_safely, "confirmation", subscribers.send_confirmation, w.settings, found)
+    if wants_json(request):
+        return JSONResponse({"status": "check_your_inbox"}, status_code=202)
+    return page(
+        request,
+        "subscribed.html",
+        {"message": "If that subscription still waits for confirmation, a new link is on its way."},
+    )
+
+
+def _masked(subscriber: Subscriber | None) -> str | None:
+    if subscriber is None or subscriber.email is None:
+        return None
+    local, _, domain = subscriber.email.partition("@")
+    return f"{local[:1]}{'•' * min(6, max(1, len(local) - 1))}@{domain}"
+
+
+def _check(settings: Settings, engine: Any, token: str) -> Subscriber | None:
+    return subscribers.check_unsubscribe_token(settings, engine, token)
+
+
+@router.get("/unsubscribe/{token}", summary="The unsubscribe page (a button; GET changes nothing)")
+async def unsubscribe_page(request: Request, token: str = TOKEN_PATH) -> Response:
+    w = web(request)
+    try:
+        found = await run_in_threadpool(_check, w.settings, w.engine, token)
+    except TokenError as exc:
+        return _token_error(request, exc, token="", kind="unsubscribe")
+    if wants_json(request):
+        return JSONResponse({"status": found.status if found else "unknown"})
+    return page(
+        request,
+        "unsubscribe.html",
+        {
+            "token": token,
+            "address": _masked(found),
+            "already": found is not None and found.status == "unsubscribed",
+        },
+    )
+
+
+@router.post(
+    "/unsubscribe/{token}",
+    summary="Unsubscribe (RFC 8058 one-click: no login, no cookie, no redirect)",
+    openapi_extra=ONE_CLICK_BODY,
+)
+async def unsubscribe(request: Request, token: str = TOKEN_PATH) -> Response:
+    w = web(request)
+    await request.body()  # "List-Unsubscribe=One-Click" or the page's form: both mean the same
+    try:
+        found = await run_in_threadpool(lambda: subscribers.unsubscribe_by_token(w.settings, w.engine, token))
+    except TokenError as exc:
+        return _token_error(request, exc, token="", kind="unsubscribe")
+    if wants_json(request):
+        return JSONResponse({"status": "unsubscribed"})
+    return page(request, "unsubscribed.html", {"address": _masked(found)})

@@ -1,0 +1,127 @@
+"""Test data for delivery: an archived issue and many subscribers, written fast and directly."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, insert, select
+
+from newsletter.archive import write_issue
+from newsletter.config import Settings
+from newsletter.render import PLACEHOLDERS, TEXT_PLACEHOLDERS
+from newsletter.tables import IssueRow, SubscriberRow, SuppressionRow
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+ISSUE_ID = "2026-W48"
+SUBJECT = "Weekly AI Tool Verdicts: Axolotl vs Unsloth"
+
+
+def email_hash(email: str) -> str:
+    """The project's hash for the simple ASCII addresses used here (sha256 of the lower-cased address)."""
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+
+def make_issue(
+    settings: Settings, engine: Engine, issue_id: str = ISSUE_ID, *, subject: str = SUBJECT
+) -> str:
+    """An IssueRow in draft plus its archive (email.html/txt with the real placeholders)."""
+    unsub_html = PLACEHOLDERS["unsubscribe_url"]
+    unsub_text = TEXT_PLACEHOLDERS["unsubscribe_url"]
+    html = (
+        "<!doctype html><html><body><h1>This week's verdicts</h1>"
+        "<p>Axolotl v0.16 ships: 3 ship / 1 skip.</p>"
+        f'<p><a href="{unsub_html}">Unsubscribe</a></p></body></html>'
+    )
+    text = f"This week's verdicts\n\nAxolotl v0.16 ships: 3 ship / 1 skip.\n\nUnsubscribe: {unsub_text}\n"
+    write_issue(
+        settings,
+        issue_id,
+        html=html,
+        text=text,
+        web_html=html,
+        data={"id": issue_id, "subject": subject, "preheader": "Two tools, one verdict"},
+    )
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(IssueRow).values(
+                id=issue_id,
+                subject=subject,
+                preheader="Two tools, one verdict",
+                status="draft",
+                issue_date=now,
+            )
+        )
+    return issue_id
+
+
+def address(index: int) -> str:
+    return f"reader{index:07d}@example.com"
+
+
+def add_subscribers(
+    engine: Engine, count: int, *, status: str = "confirmed", start: int = 0, chunk: int = 5000
+) -> list[str]:
+    """``count`` subscribers reader<start..>@example.com with ``status``; their addresses."""
+    now = datetime.now(UTC)
+    emails = [address(start + i) for i in range(count)]
+    with engine.begin() as conn:
+        for offset in range(0, count, chunk):
+            conn.execute(
+                insert(SubscriberRow),
+                [
+                    {
+                        "email": email,
+                        "email_hash": email_hash(email),
+                        "status": status,
+                        "created_at": now,
+                        "updated_at": now,
+                        "confirmed_at": now if status == "confirmed" else None,
+                    }
+                    for email in emails[offset : offset + chunk]
+                ],
+            )
+    return emails
+
+
+def suppress(engine: Engine, email: str, reason: str = "bounce") -> None:
+    with engine.begin() as conn:
+        conn.execute(insert(SuppressionRow).values(email_hash=email_hash(email), reason=reason))
+
+
+def subscriber_ids(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {email: sid for sid, email in conn.execute(select(SubscriberRow.id, SubscriberRow.email))}
+
+
+def run_cli(
+    env: dict[str, str], *args: str, timeout: float = 120, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    """``python -m newsletter …`` in a subprocess with the test's NEWSLETTER_* variables."""
+    return subprocess.run(
+        [sys.executable, "-m", "newsletter", *args],
+        env={**os.environ, **env},
+        cwd=kwargs.pop("cwd", None),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        **kwargs,
+    )
+
+
+def popen_cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "newsletter", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )

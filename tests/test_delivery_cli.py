@@ -1,0 +1,249 @@
+"""`newsletter send` / `newsletter status` as real subprocesses: crashes, signals, concurrency."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from newsletter.config import Settings
+from newsletter.db import open_database
+from newsletter.tables import DeliveryBatchRow, DeliveryRow, IssueRow, SubscriberRow
+from tests.support.delivery_fixtures import add_subscribers, make_issue, popen_cli, run_cli
+from tests.support.fake_sendgrid import API_KEY, FakeSendGrid
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeSendGrid]:
+    with FakeSendGrid() as server:
+        yield server
+
+
+@pytest.fixture
+def sg_env(env: dict[str, str], fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    values = {
+        "NEWSLETTER_PROVIDER": "sendgrid",
+        "NEWSLETTER_SENDGRID_API_KEY": API_KEY,
+        "NEWSLETTER_SENDGRID_API_URL": fake.url,
+        "NEWSLETTER_RETRY_BACKOFF": "0.05",
+        "NEWSLETTER_BATCH_SIZE": "100",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    env.update(values)
+    from newsletter.config import get_settings
+
+    get_settings.cache_clear()
+    return env
+
+
+@pytest.fixture
+def setup(sg_env: dict[str, str]) -> tuple[Settings, Engine]:
+    from newsletter.config import get_settings
+
+    settings = get_settings()
+    return settings, open_database(settings.database_url)
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _states(engine: Engine, issue_id: str) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(DeliveryRow.state, func.count())
+            .where(DeliveryRow.issue_id == issue_id)
+            .group_by(DeliveryRow.state)
+        )
+        return {state: count for state, count in rows}
+
+
+def _in_flight_emails(engine: Engine, issue_id: str) -> set[str]:
+    with engine.connect() as conn:
+        return set(
+            conn.scalars(
+                select(SubscriberRow.email)
+                .join(DeliveryRow, DeliveryRow.subscriber_id == SubscriberRow.id)
+                .where(DeliveryRow.issue_id == issue_id, DeliveryRow.state == "in_flight")
+            )
+        )
+
+
+def _issue_status(engine: Engine, issue_id: str) -> str:
+    with engine.connect() as conn:
+        return str(conn.execute(select(IssueRow.status).where(IssueRow.id == issue_id)).scalar_one())
+
+
+def test_sigkill_mid_send_then_resume_then_resend_uncertain(
+    setup: tuple[Settings, Engine], sg_env: dict[str, str], fake: FakeSendGrid
+) -> None:
+    settings, engine = setup
+    issue = make_issue(settings, engine)
+    emails = set(add_subscribers(engine, 2000))
+    fake.delay = 0.3  # each answer is slow, so the kill lands while a request is out
+
+    process = popen_cli(sg_env, "send", issue, "--yes")
+    try:
+        _wait_for(lambda: fake.received >= 3, 60, "the third request")
+        time.sleep(0.1)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.close()
+        process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
+
+    states = _states(engine, issue)
+    assert 0 < states.get("in_flight", 0) <= 100  # at most one batch per process
+    uncertain = _in_flight_emails(engine, issue)
+
+    fake.delay = 0.0
+    resumed = run_cli(sg_env, "send", issue, "--yes")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "uncertain" in resumed.stderr
+    counts = fake.address_counts()
+    assert max(counts.values()) == 1  # nobody twice
+    assert set(counts) | uncertain == emails  # everybody else mailed
+    assert _in_flight_emails(engine, issue) == uncertain
+    assert _issue_status(engine, issue) == "sending"
+
+    status = run_cli(sg_env, "status", issue)
+    assert status.returncode == 0, status.stderr
+    assert "in_flight" in status.stdout and "--resend-uncertain" in status.stdout
+    with engine.connect() as conn:
+        batch_id = conn.scalar(
+            select(DeliveryRow.batch_id).where(
+                DeliveryRow.issue_id == issue, DeliveryRow.state == "in_flight"
+            )
+        )
+    assert str(batch_id) in status.stdout
+
+    resent = run_cli(sg_env, "send", issue, "--yes", "--resend-uncertain")
+    assert resent.returncode == 0, resent.stderr
+    counts = fake.address_counts()
+    assert set(counts) == emails
+    twice = {email for email, count in counts.items() if count > 1}
+    assert twice <= uncertain  # only what --resend-uncertain resent
+    assert max(counts.values()) <= 2
+    assert _states(engine, issue) == {"sent": 2000}
+    assert _issue_status(engine, issue) == "sent"
+
+
+def test_two_concurrent_send_processes_split_the_work(
+    setup: tuple[Settings, Engine], sg_env: dict[str, str], fake: FakeSendGrid
+) -> None:
+    settings, engine = setup
+    issue = make_issue(settings, engine)
+    emails = set(add_subscribers(engine, 3000))
+    fake.delay = 0.08
+
+    first = popen_cli(sg_env, "send", issue, "--yes")
+    second = popen_cli(sg_env, "send", issue, "--yes")
+    outputs = []
+    for process in (first, second):
+        try:
+            outputs.append(process.communicate(timeout=120))
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+    assert first.returncode == 0, outputs[0][1]
+    assert second.returncode == 0, outputs[1][1]
+
+    counts = fake.address_counts()
+    assert set(counts) == emails and set(counts.values()) == {1}
+    assert _states(engine, issue) == {"sent": 3000}
+    assert _issue_status(engine, issue) == "sent"
+    with engine.connect() as conn:
+        workers = set(conn.scalars(select(DeliveryBatchRow.worker).where(DeliveryBatchRow.issue_id == issue)))
+    assert len(workers) == 2  # both processes took batches
+
+
+def test_sigterm_finishes_the_batch_and_exits_130(
+    setup: tuple[Settings, Engine], sg_env: dict[str, str], fake: FakeSendGrid
+) -> None:
+    settings, engine = setup
+    issue = make_issue(settings, engine)
+    emails = set(add_subscribers(engine, 1000))
+    fake.delay = 0.2
+    process = popen_cli(sg_env, "send", issue, "--yes")
+    try:
+        _wait_for(lambda: fake.received >= 2, 60, "the second request")
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    assert process.returncode == 130, err
+    assert f"newsletter send {issue}" in err and "resume" in err
+    states = _states(engine, issue)
+    assert states.get("in_flight", 0) == 0  # the current batch was finished and recorded
+    assert 0 < states["sent"] < 1000
+
+    fake.delay = 0.0
+    resumed = run_cli(sg_env, "send", issue, "--yes")
+    assert resumed.returncode == 0, resumed.stderr
+    counts = fake.address_counts()
+    assert set(counts) == emails and set(counts.values()) == {1}
+
+
+@pytest.mark.usefixtures("sg_env")
+def test_send_refuses_without_a_terminal_or_yes(
+    setup: tuple[Settings, Engine], sg_env: dict[str, str], fake: FakeSendGrid
+) -> None:
+    settings, engine = setup
+    issue = make_issue(settings, engine)
+    add_subscribers(engine, 5)
+    result = run_cli(sg_env, "send", issue)
+    assert result.returncode == 1
+    assert "--yes" in result.stderr and "Traceback" not in result.stderr
+    assert fake.received == 0
+
+    dry = run_cli(sg_env, "send", issue, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "5 recipients" in dry.stdout and "1 batches" in dry.stdout
+    assert fake.received == 0
+
+    test = run_cli(sg_env, "send", issue, "--test-to", "editor@example.com,boss@example.org")
+    assert test.returncode == 0, test.stderr
+    assert sorted(fake.addresses()) == ["boss@example.org", "editor@example.com"]
+    assert fake.bodies[-1]["subject"].startswith("[TEST] ")
+    assert _states(engine, issue) == {}
+
+    missing = run_cli(sg_env, "send", "1999-W01", "--yes")
+    assert missing.returncode == 1 and "1999-W01" in missing.stderr and "Traceback" not in missing.stderr
+
+    sent = run_cli(sg_env, "send", issue, "--yes")
+    assert sent.returncode == 0, sent.stderr
+    assert "5 sent" in sent.stdout
+    status = run_cli(sg_env, "status", issue)
+    assert "sent" in status.stdout and "5" in status.stdout
+
+
+def test_cli_reports_a_refusal_and_how_to_go_on(
+    setup: tuple[Settings, Engine], sg_env: dict[str, str], fake: FakeSendGrid
+) -> None:
+    settings, engine = setup
+    issue = make_issue(settings, engine)
+    add_subscribers(engine, 5)
+    fake.fail_always(400, message="The content value must be a string", field="content.0.value")
+    result = run_cli(sg_env, "send", issue, "--yes")
+    assert result.returncode == 1
+    assert "content.0.value" in result.stderr and "The content value must be a string" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"newsletter send {issue}" in result.stderr
