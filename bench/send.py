@@ -109,16 +109,19 @@ def stage_send(issue: str) -> dict[str, Any]:
     return {"sent": report.sent, "seconds": seconds, "status": report.issue_status}
 
 
-def stage_raw(url: str, recipients: int) -> dict[str, Any]:
-    """The bare sendgrid client posting prebuilt 1,000-personalization requests."""
+def stage_raw(url: str, recipients: int, issue: str) -> dict[str, Any]:
+    """The bare sendgrid client posting prebuilt 1,000-personalization requests of the same issue."""
     import sendgrid
 
+    from newsletter.config import get_settings
+    from newsletter.db import open_database
+    from newsletter.delivery.sender import load_content
     from newsletter.render import PLACEHOLDERS, TEXT_PLACEHOLDERS
 
+    settings = get_settings()
+    content = load_content(settings, open_database(settings.database_url), issue)
+    html, text = content.html, content.text
     client = sendgrid.SendGridAPIClient(api_key=API_KEY, host=url)
-    html = (
-        "<!doctype html><html><body><h1>This week's verdicts</h1>" + "<p>verdict</p>" * 40 + "</body></html>"
-    )
     bodies = []
     for variant in range(10):
         personalizations = [
@@ -147,7 +150,7 @@ def stage_raw(url: str, recipients: int) -> dict[str, Any]:
                 "personalizations": personalizations,
                 "from": {"email": "verdicts@example.com", "name": "Weekly AI Tool Verdicts"},
                 "subject": "Weekly AI Tool Verdicts",
-                "content": [{"type": "text/plain", "value": "text"}, {"type": "text/html", "value": html}],
+                "content": [{"type": "text/plain", "value": text}, {"type": "text/html", "value": html}],
                 "categories": ["newsletter", "issue-2026-W48"],
             }
         )
@@ -194,7 +197,7 @@ def bench_sendgrid(kind: str, subscribers: int) -> dict[str, Any] | None:
             result, rss = _run_child(["send", issue], values, timeout=3600)
             assert result["sent"] == subscribers, result
             assert server.accepted_recipients == subscribers
-            raw, raw_rss = _run_child(["raw", server.url, str(subscribers)], values, timeout=3600)
+            raw, raw_rss = _run_child(["raw", server.url, str(subscribers), issue], values, timeout=3600)
     rate = result["sent"] / result["seconds"]
     raw_rate = raw["sent"] / raw["seconds"]
     figures = {
@@ -254,7 +257,7 @@ def main() -> None:
         if name == "send":
             print(json.dumps(stage_send(rest[0])))
         elif name == "raw":
-            print(json.dumps(stage_raw(rest[0], int(rest[1]))))
+            print(json.dumps(stage_raw(rest[0], int(rest[1]), rest[2])))
         return
 
     results: dict[str, Any] = {"sendgrid": [], "smtp": []}

@@ -11,13 +11,14 @@ import os
 from typing import Any
 
 import typer
-from rich.console import Console
+from rich.text import Text
 from typer.core import TyperGroup
 
 from newsletter.commands import comparisons, delivery, issues, server, subscribers
+from newsletter.commands._console import make_console
 from newsletter.errors import NewsletterError
 
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+err_console = make_console(stderr=True)
 
 
 class _UserErrorsAsOneLine(TyperGroup):
@@ -25,7 +26,7 @@ class _UserErrorsAsOneLine(TyperGroup):
         try:
             return super().invoke(ctx)
         except NewsletterError as error:
-            err_console.print(f"[bold red]error:[/] {error}", markup=True, emoji=False)
+            err_console.print(Text.assemble(("error:", "bold red"), f" {error}"))
             raise typer.Exit(error.exit_code) from None
 
 

@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     # --- scheduler -------------------------------------------------------------------
     schedule: str = "0 9 * * MON"
     timezone: str = "UTC"
-    misfire_grace_time: int = Field(default=6 * 3600, ge=0)
+    misfire_grace_time: int = Field(default=6 * 3600, ge=1)
     scheduler: Literal["on", "off"] = "on"
 
     # --- subscribers and web -------------------------------------------------------------

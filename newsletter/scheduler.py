@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -46,6 +46,9 @@ from newsletter.config import Settings
 from newsletter.db import is_postgres, session_scope
 from newsletter.errors import NewsletterError
 from newsletter.tables import ScheduleSlotRow, utcnow
+
+if TYPE_CHECKING:
+    from newsletter.delivery.sender import SendReport
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +64,7 @@ class Slot:
 
 @dataclass(frozen=True)
 class TickResult:
-    # sent | nothing_new | taken | done | missed | error | stopped
+    # sent | nothing_new | taken | done | missed | error | stopped | incomplete
     outcome: str
     message: str
     slot: Slot | None = None
@@ -186,7 +189,10 @@ def run_tick(
             "missed", f"the schedule {settings.schedule!r} has no run before {now:%Y-%m-%d %H:%M} UTC"
         )
     late = now - slot.fire_time
-    if late > timedelta(seconds=settings.misfire_grace_time):
+    # A send that started and did not finish is resumed whatever the time: half the
+    # list has the issue, the other half must get it too. Only a slot that never
+    # started is subject to the grace time (no stale issue goes out days late).
+    if late > timedelta(seconds=settings.misfire_grace_time) and not _unfinished(engine, slot):
         upcoming = next_run_times(settings, after=now, count=1)
         when = f"; next run {upcoming[0]:%Y-%m-%d %H:%M %Z}" if upcoming else ""
         return TickResult(
@@ -225,7 +231,16 @@ def _run_claimed_slot(
     issue_id = row.issue_id
     try:
         if issue_id is None:
-            issue_id, reason = _import_and_build(settings, engine, now)
+            issue_id, reason, failed_sources = _import_and_build(settings, engine, now)
+            if issue_id is None and failed_sources:
+                # Maybe the new comparisons are behind the source that failed: not final,
+                # so the next tick in this slot (or `newsletter tick`) tries again.
+                detail = f"nothing new, but {len(failed_sources)} source(s) failed: " + "; ".join(
+                    failed_sources
+                )
+                _finish(engine, slot, "error", detail=detail[:2000], final=False)
+                log.error("weekly job: slot %s: %s", slot.key, detail)
+                return TickResult("error", f"slot {slot.key}: {detail}", slot)
             if issue_id is None:
                 _finish(engine, slot, "nothing_new", detail=reason)
                 log.info("weekly job: nothing new for slot %s: %s", slot.key, reason)
@@ -240,15 +255,23 @@ def _run_claimed_slot(
         _finish(engine, slot, "error", detail=str(error), final=False)
         log.error("weekly job failed for slot %s: %s", slot.key, error)
         return TickResult("error", f"slot {slot.key}: {error}", slot, issue_id)
-    if stop is not None and stop.is_set() and not _is_complete(report):
-        return TickResult(
-            "stopped",
-            f"slot {slot.key}: stopped mid-send; the next tick resumes issue {issue_id}",
-            slot,
-            issue_id,
-        )
-    _finish(engine, slot, "sent", issue_id=issue_id, detail=_summary(report))
-    return TickResult("sent", f"slot {slot.key}: sent issue {issue_id} ({_summary(report)})", slot, issue_id)
+    summary = _summary(report)
+    if report.issue_status == "sent":
+        _finish(engine, slot, "sent", issue_id=issue_id, detail=summary)
+        return TickResult("sent", f"slot {slot.key}: sent issue {issue_id} ({summary})", slot, issue_id)
+    if report.interrupted:
+        detail = f"stopped mid-send ({summary}); the next tick resumes issue {issue_id}"
+        _finish(engine, slot, "stopped", detail=detail, final=False)
+        return TickResult("stopped", f"slot {slot.key}: {detail}", slot, issue_id)
+    # Not interrupted, yet not finished: recipients whose batch's fate is unknown (a crash
+    # mid-request). They are never resent silently: the editor decides.
+    detail = (
+        f"incomplete ({summary}): see `newsletter status {issue_id}`, "
+        f"then `newsletter send {issue_id} --resend-uncertain` if they did not get it"
+    )
+    _finish(engine, slot, "incomplete", detail=detail, final=False)
+    log.warning("weekly job: slot %s %s", slot.key, detail)
+    return TickResult("incomplete", f"slot {slot.key}: {detail}", slot, issue_id)
 
 
 def _claim(engine: Engine, slot: Slot, worker: str) -> ScheduleSlotRow:
@@ -270,17 +293,22 @@ def _claim(engine: Engine, slot: Slot, worker: str) -> ScheduleSlotRow:
         return row
 
 
-def _import_and_build(settings: Settings, engine: Engine, now: datetime) -> tuple[str | None, str]:
+def _import_and_build(
+    settings: Settings, engine: Engine, now: datetime
+) -> tuple[str | None, str, list[str]]:
+    """Import SOURCES and build this slot's issue: (issue id or None, why not, failed sources)."""
+    failed: list[str] = []
     if settings.sources:
         from newsletter.catalog import import_locations
 
         report = import_locations(settings, engine, settings.sources)
-        for failure in getattr(report, "failed", []):
+        failed = [str(failure) for failure in report.failed]
+        for failure in failed:
             log.warning("weekly job: source skipped: %s", failure)
     from newsletter.issues import build_issue
 
     built = build_issue(settings, engine, date=now)
-    return built.issue_id, built.reason
+    return built.issue_id, built.reason, failed
 
 
 def _record_issue(engine: Engine, slot: Slot, issue_id: str) -> None:
@@ -309,15 +337,24 @@ def _finish(
         row.finished_at = utcnow() if final else None
 
 
-def _is_complete(report: object) -> bool:
-    return bool(getattr(report, "complete", True))
+def _summary(report: SendReport) -> str:
+    parts = [f"{report.sent:,} sent"]
+    for label, count in (
+        ("failed", report.failed),
+        ("suppressed", report.suppressed),
+        ("uncertain", report.uncertain),
+        ("remaining", report.remaining),
+    ):
+        if count:
+            parts.append(f"{count:,} {label}")
+    return ", ".join(parts)
 
 
-def _summary(report: object) -> str:
-    summary = getattr(report, "summary", None)
-    if callable(summary):
-        return str(summary())
-    return str(report)
+def _unfinished(engine: Engine, slot: Slot) -> bool:
+    """True when ``slot`` started an issue that has not finished sending."""
+    with session_scope(engine) as session:
+        row = session.get(ScheduleSlotRow, slot.key)
+        return row is not None and row.outcome not in FINAL_OUTCOMES and row.issue_id is not None
 
 
 def _duration(delta: timedelta) -> str:
@@ -356,7 +393,9 @@ def start_scheduler(
     now = now or datetime.now(UTC)
     slot = current_slot(settings, now)
     first_run: datetime | None = None
-    if slot is not None and now - slot.fire_time <= timedelta(seconds=settings.misfire_grace_time):
+    if slot is not None and _unfinished(engine, slot):
+        first_run = now  # a send cut short (crash, restart): resume it at once
+    elif slot is not None and now - slot.fire_time <= timedelta(seconds=settings.misfire_grace_time):
         first_run = slot.fire_time
     scheduler.add_job(
         _scheduled_tick,

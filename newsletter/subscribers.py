@@ -65,10 +65,11 @@ from newsletter.tables import IssueRow, SubscriberRow, SuppressionRow, utcnow
 from newsletter.tokens import (
     InvalidTokenError,
     make_confirm_token,
-    make_unsubscribe_token,
     read_confirm_token,
     read_expired_confirm_token,
     read_unsubscribe_token,
+    sign_unsubscribe,
+    unsubscribe_signer,
 )
 
 log = logging.getLogger(__name__)
@@ -255,9 +256,25 @@ def _clip(value: str | None, size: int) -> str | None:
 # --- unsubscribe URL and headers: the one place they are built -----------------------------------
 
 
+class UnsubscribeLinks:
+    """Unsubscribe URLs and List-Unsubscribe headers for many recipients, the key read once."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._prefix = f"{settings.base_url}/unsubscribe/"
+        self._signer = unsubscribe_signer(settings.secret())
+
+    def url(self, subscriber_id: int, email_hash: str) -> str:
+        """The personal unsubscribe page (GET shows a button, POST is RFC 8058 one-click)."""
+        return self._prefix + sign_unsubscribe(self._signer, subscriber_id, email_hash)
+
+    def headers(self, url: str) -> dict[str, str]:
+        return list_unsubscribe_headers(self._settings, url)
+
+
 def unsubscribe_url(settings: Settings, subscriber_id: int, email_hash: str) -> str:
     """The subscriber's personal unsubscribe page (GET shows a button, POST is RFC 8058 one-click)."""
-    return f"{settings.base_url}/unsubscribe/{make_unsubscribe_token(settings, subscriber_id, email_hash)}"
+    return UnsubscribeLinks(settings).url(subscriber_id, email_hash)
 
 
 def list_unsubscribe_headers(settings: Settings, url: str, *, mailto: str | None = None) -> dict[str, str]:
@@ -701,6 +718,10 @@ def import_csv(
             raise SubscriberError(f"{path}: no such file") from None
         except UnicodeDecodeError as exc:
             raise SubscriberError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        except IsADirectoryError:
+            raise SubscriberError(f"{path}: is a directory; give a CSV file") from None
+        except OSError as exc:  # permissions, I/O: say what the system said, no traceback
+            raise SubscriberError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     return _import(settings, engine, source, confirmed, source_label, chunk_size)
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -201,14 +202,28 @@ class DeliveryRow(Base):
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"))
     # pending | in_flight | sent | failed | suppressed
     state: Mapped[str] = mapped_column(String(20), default="pending")
-    batch_id: Mapped[str | None] = mapped_column(ForeignKey("delivery_batches.id"), index=True)
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("delivery_batches.id"))
     message_id: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (
         UniqueConstraint("issue_id", "subscriber_id", name="uq_deliveries_issue_subscriber"),
-        Index("ix_deliveries_issue_state_subscriber", "issue_id", "state", "subscriber_id"),
+        # Partial: a row leaves these as its state moves on, instead of being re-indexed
+        # (migration 0002 says why).
+        Index(
+            "ix_deliveries_pending",
+            "issue_id",
+            "subscriber_id",
+            postgresql_where=text("state = 'pending'"),
+            sqlite_where=text("state = 'pending'"),
+        ),
+        Index(
+            "ix_deliveries_in_flight",
+            "batch_id",
+            postgresql_where=text("state = 'in_flight'"),
+            sqlite_where=text("state = 'in_flight'"),
+        ),
     )
 
 

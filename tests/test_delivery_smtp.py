@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import re
 from collections.abc import Iterator
 from email.policy import default
 
@@ -62,6 +63,8 @@ def test_500_messages_over_reused_connections_survive_a_dropped_one(
     url = message["List-Unsubscribe"].strip("<>")
     assert url in message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "%%" not in raw.decode()
+    # The raw line: a folded, RFC 2047-encoded value would parse the same but no client reads it.
+    assert re.search(rb"^List-Unsubscribe: <http://127\.0\.0\.1:8000/unsubscribe/[^>\s]+>\r?$", raw, re.M)
 
 
 def test_4xx_is_retried_and_5xx_fails_that_recipient_only(

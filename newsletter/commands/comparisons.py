@@ -10,13 +10,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from newsletter.commands._console import make_console
 from newsletter.models import Comparison
 
 app = typer.Typer(help="Import, list and inspect comparisons.", no_args_is_help=True)
 
 
 def _console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    return make_console(soft_wrap=False)
 
 
 @app.command("import")

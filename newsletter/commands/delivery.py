@@ -11,7 +11,6 @@ from types import FrameType
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -25,12 +24,13 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from newsletter.commands._console import make_console
 from newsletter.delivery import SendProgress, delivery_status, dry_run, send_issue, send_test
 from newsletter.errors import DeliveryError, NewsletterError
 from newsletter.runtime import settings_and_engine
 
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+console = make_console()
+err_console = make_console(stderr=True)
 
 INTERRUPTED_EXIT = 130
 
@@ -100,7 +100,7 @@ def send(
         for address in result.accepted:
             console.print(f"test copy of {issue_id} sent to {address} via {result.provider}")
         for address, error in result.failed.items():
-            err_console.print(f"[red]not sent to {address}:[/] {error}")
+            err_console.print(Text.assemble((f"not sent to {address}:", "red"), f" {error}"))
         if result.failed:
             raise typer.Exit(1)
         return
@@ -137,7 +137,7 @@ def send(
 
     stop = threading.Event()
     columns: list[Any] = [
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold"),
         BarColumn(),
         MofNCompleteColumn(),
         _RateColumn(),
@@ -189,14 +189,16 @@ def send(
         console.print(f"{report.requeued} recipients of uncertain batches were sent again on request.")
     if report.uncertain:
         err_console.print(
-            f"[yellow]{report.uncertain} recipients are uncertain (no answer from the provider); they are "
-            f"not resent automatically: see `newsletter status {issue_id}`.[/]"
+            f"{report.uncertain} recipients are uncertain (no answer from the provider); they are "
+            f"not resent automatically: see `newsletter status {issue_id}`.",
+            style="yellow",
         )
     elif report.remaining and not report.interrupted:
         err_console.print(
-            f"[yellow]{report.remaining} recipients are still in flight: uncertain batches left by an "
+            f"{report.remaining} recipients are still in flight: uncertain batches left by an "
             f"earlier crash (never resent automatically) or another send in progress. See `newsletter "
-            f"status {issue_id}`; `newsletter send {issue_id} --resend-uncertain` resends them on purpose.[/]"
+            f"status {issue_id}`; `newsletter send {issue_id} --resend-uncertain` resends them on purpose.",
+            style="yellow",
         )
     if report.interrupted:
         err_console.print(

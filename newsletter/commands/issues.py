@@ -6,13 +6,14 @@ from datetime import date, datetime
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from newsletter.commands._console import make_console
 from newsletter.runtime import settings_and_engine
 
 app = typer.Typer(help="Build and inspect issues.", no_args_is_help=True)
-console = Console(highlight=False, soft_wrap=True)
+console = make_console()
 
 
 def _parse_date(value: str | None) -> datetime | date | None:
@@ -86,11 +87,12 @@ def show(issue_id: str = typer.Argument(..., help="The issue id, e.g. 2026-W48."
 
     settings, engine = settings_and_engine()
     info = get_issue(engine, issue_id)
-    console.print(f"[bold]Issue {info.id}[/] · {info.status} · {info.issue_date:%Y-%m-%d}")
-    console.print(f"Subject:   {info.subject}", markup=False)
-    console.print(f"Preheader: {info.preheader}", markup=False)
+    heading = f" · {info.status} · {info.issue_date:%Y-%m-%d}"
+    console.print(Text.assemble((f"Issue {info.id}", "bold"), heading))
+    console.print(f"Subject:   {info.subject}")
+    console.print(f"Preheader: {info.preheader}")
     console.print(f"Built:     {_when(info.built_at)}   Sent: {_when(info.sent_at)}")
-    console.print(f"Archive:   {issue_dir(settings, info.id).resolve()}", markup=False)
+    console.print(f"Archive:   {issue_dir(settings, info.id).resolve()}")
     try:
         content = load_issue(settings, info.id).content
     except NotFoundError:
@@ -99,15 +101,15 @@ def show(issue_id: str = typer.Argument(..., help="The issue id, e.g. 2026-W48."
     for number, summary in enumerate(content.comparisons, start=1):
         console.print()
         console.print(f"{number}. {summary.title}", markup=False, style="bold")
-        console.print(f"   {summary.verdict}", markup=False)
+        console.print(f"   {summary.verdict}")
         for tool in summary.tools:
             facts = [f"{tool.ship_pct}% ship" if tool.ship_pct is not None else "no panel score"]
             if tool.votes:
                 facts.append(tool.votes)
             if tool.pricing_line:
                 facts.append(tool.pricing_line)
-            console.print(f"   - {tool.name}: {', '.join(facts)}", markup=False)
-        console.print(f"   {summary.url}", markup=False)
+            console.print(f"   - {tool.name}: {', '.join(facts)}")
+        console.print(f"   {summary.url}")
 
 
 def preview(

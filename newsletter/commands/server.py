@@ -10,15 +10,15 @@ from types import FrameType
 
 import typer
 import uvicorn
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
+from newsletter.commands._console import make_console
 from newsletter.errors import ConfigError
 from newsletter.runtime import settings_and_engine
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = make_console()
+err_console = make_console(stderr=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 schedule_app = typer.Typer(help="The weekly schedule.", no_args_is_help=True)
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def schedule_show(count: int = typer.Option(3, min=1, max=50, help="How many nex
 
     settings, engine = settings_and_engine()
     console.print(
-        f"schedule [bold]{settings.schedule}[/] in {settings.timezone} "
+        f"schedule {settings.schedule} in {settings.timezone} "
         f"(grace {settings.misfire_grace_time}s, scheduler {settings.scheduler})"
     )
     runs = Table("next run", "local", "UTC")

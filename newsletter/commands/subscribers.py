@@ -7,16 +7,17 @@ import time
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from newsletter import subscribers
+from newsletter.commands._console import make_console
 from newsletter.errors import SubscriberError
 from newsletter.runtime import settings_and_engine
 
 app = typer.Typer(help="Subscribers: add, import, export, list, remove.", no_args_is_help=True)
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = make_console()
+err_console = make_console(stderr=True)
 MAX_ERRORS_SHOWN = 50
 
 
@@ -37,9 +38,9 @@ def add(
     for result in results:
         if result.action == "invalid":
             bad += 1
-            err_console.print(f"[red]invalid[/]  {result.message}")
+            err_console.print(Text.assemble(("invalid", "red"), f"  {result.message}"))
         elif result.action == "suppressed":
-            err_console.print(f"[yellow]skipped[/]  {result.email}: {result.message}")
+            err_console.print(Text.assemble(("skipped", "yellow"), f"  {result.email}: {result.message}"))
         else:
             console.print(
                 f"{result.action:<9} {result.email}" + (f"  ({result.message})" if result.message else "")
@@ -61,7 +62,7 @@ def import_(
     report = subscribers.import_csv(settings, engine, file, confirmed=confirmed, source_label="import")
     elapsed = time.perf_counter() - started
     for error in report.errors[:MAX_ERRORS_SHOWN]:
-        err_console.print(f"{file}:{error.line}: {error.message}", markup=False)
+        err_console.print(f"{file}:{error.line}: {error.message}")
     if len(report.errors) > MAX_ERRORS_SHOWN:
         err_console.print(f"… and {len(report.errors) - MAX_ERRORS_SHOWN} more bad rows")
     table = Table(title=f"import of {file.name}", show_header=False)

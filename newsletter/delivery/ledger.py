@@ -79,10 +79,13 @@ def _eligible() -> Any:
 # --- materialising pending rows (keyset pages) -----------------------------------------
 
 
-def materialize_page(engine: Engine, issue_id: str, after_id: int, page_size: int) -> tuple[int, bool]:
+def materialize_page(
+    engine: Engine, issue_id: str, after_id: int, page_size: int
+) -> tuple[int, bool, int]:
     """Insert pending rows for the next ``page_size`` confirmed subscribers after ``after_id``.
 
-    Returns the new keyset cursor and whether the scan is exhausted. Idempotent
+    Returns the new keyset cursor, whether the scan is exhausted, and how many
+    rows were written. Idempotent
     (ON CONFLICT DO NOTHING), so several processes may scan the same pages.
     """
     page = (
@@ -95,7 +98,7 @@ def materialize_page(engine: Engine, issue_id: str, after_id: int, page_size: in
     with engine.begin() as conn:
         count, last = conn.execute(select(func.count(), func.max(page.c.id))).one()
         if not count:
-            return after_id, True
+            return after_id, True, 0
         rows = select(
             literal(issue_id),
             S.c.id,
@@ -115,8 +118,8 @@ def materialize_page(engine: Engine, issue_id: str, after_id: int, page_size: in
                 .from_select(columns, rows)
                 .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
             )
-        conn.execute(stmt)
-    return int(last), count < page_size
+        written = conn.execute(stmt).rowcount
+    return int(last), count < page_size, max(0, int(written or 0))
 
 
 # --- claiming a batch ---------------------------------------------------------------------
@@ -214,19 +217,6 @@ def claim_batch(engine: Engine, issue_id: str, limit: int, *, worker: str, provi
         else:
             conn.execute(delete(B).where(B.c.id == batch_id))
     return claim
-
-
-def peek_pending(engine: Engine, issue_id: str, limit: int) -> list[tuple[int, str, str, str | None]]:
-    """The next pending recipients, not claimed: lets a sender prepare them while a request is out."""
-    stmt = (
-        select(S.c.id, S.c.email, S.c.email_hash, S.c.name)
-        .select_from(D.join(S, S.c.id == D.c.subscriber_id))
-        .where(D.c.issue_id == issue_id, D.c.state == "pending")
-        .order_by(D.c.subscriber_id)
-        .limit(limit)
-    )
-    with engine.connect() as conn:
-        return [(int(a), str(b), str(c), d) for a, b, c, d in conn.execute(stmt) if b]
 
 
 # --- recording the outcome ---------------------------------------------------------------

@@ -8,6 +8,11 @@ from email.utils import formatdate, make_msgid
 
 from newsletter.delivery.messengers.base import Content, Recipient
 
+# RFC 5322's hard limit, not the 78-column default: a header with no space to fold at
+# (List-Unsubscribe's URL) is otherwise turned into an RFC 2047 encoded-word, which
+# mail clients do not read as a URL, and Gmail then shows no unsubscribe button.
+MESSAGE_POLICY = SMTP.clone(max_line_length=998)
+
 
 def personalize(text: str, substitutions: dict[str, str] | object) -> str:
     """Fill placeholders by plain substitution (the issue was rendered once)."""
@@ -21,7 +26,7 @@ def personalize(text: str, substitutions: dict[str, str] | object) -> str:
 def build_message(content: Content, recipient: Recipient, *, domain: str | None = None) -> EmailMessage:
     """multipart/alternative, text then HTML, with the recipient's own headers."""
     subs = dict(recipient.substitutions)
-    message = EmailMessage(policy=SMTP)
+    message = EmailMessage(policy=MESSAGE_POLICY)
     message["From"] = content.from_email
     message["To"] = recipient.email
     message["Subject"] = personalize(content.subject, subs)

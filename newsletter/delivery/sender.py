@@ -12,19 +12,16 @@ resent automatically: ``--resend-uncertain`` or a webhook resolves it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import hmac
 import json
 import logging
 import math
 import threading
 import time
-import zlib
-from base64 import urlsafe_b64encode
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from html import escape as html_escape
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -33,7 +30,8 @@ from newsletter.config import Settings
 from newsletter.delivery import ledger
 from newsletter.delivery.messengers import Content, Messenger, PushResult, Recipient, get_messenger
 from newsletter.errors import DeliveryError, NotFoundError, ProviderError
-from newsletter.subscribers import list_unsubscribe_headers, unsubscribe_url
+from newsletter.render import substitutions
+from newsletter.subscribers import UnsubscribeLinks
 from newsletter.tables import IssueRow
 
 log = logging.getLogger(__name__)
@@ -145,113 +143,23 @@ def load_content(settings: Settings, engine: Engine, issue_id: str, *, subject_p
 
 
 class RecipientBuilder:
-    """Turns ledger rows into Recipients: unsubscribe URL, headers, substitutions.
-
-    The project's own functions (subscribers.unsubscribe_url / list_unsubscribe_headers,
-    render.substitutions) define the result. They rebuild a signer and re-derive its key
-    for every address, which costs more than the provider request itself at 1,000
-    recipients a batch, so this class keeps one signer and fills a template instead,
-    after proving on probe subscribers that it produces exactly what those functions
-    produce. If the proof fails (their format changed), it uses them directly.
-    """
-
-    PROBES = ((1, "0" * 64, None), (987654321, "f3a9" * 16, "Ada Lovelace"), (42, "ab" * 32, "<Bo & Co>"))
+    """Turns ledger rows into Recipients: unsubscribe URL, List-Unsubscribe headers, substitutions."""
 
     def __init__(self, settings: Settings) -> None:
-        from newsletter.render import substitutions
-
-        self.settings = settings
-        self._substitutions = substitutions
-        self._fast = False
-        try:
-            self._prepare_fast()
-            self._fast = all(self._build_fast(*probe) == self._build_slow(*probe) for probe in self.PROBES)
-        except Exception:  # any surprise: the official path is always right
-            log.debug("fast recipient builder unavailable", exc_info=True)
-            self._fast = False
-        if not self._fast:
-            log.info("recipient builder: using the per-address path")
-
-    @property
-    def fast(self) -> bool:
-        return self._fast
+        self._links = UnsubscribeLinks(settings)
 
     def build(self, subscriber_id: int, email: str, email_hash: str, name: str | None) -> Recipient:
-        if self._fast:
-            substitutions, headers = self._build_fast(subscriber_id, email_hash, name)
-        else:
-            substitutions, headers = self._build_slow(subscriber_id, email_hash, name)
-        return Recipient(
-            email=email, subscriber_id=subscriber_id, substitutions=substitutions, headers=headers
-        )
-
-    @staticmethod
-    def _first_name(name: str | None) -> str | None:
-        first = (name or "").strip().split(" ")[0]
-        return first or None
-
-    def _build_slow(
-        self, subscriber_id: int, email_hash: str, name: str | None
-    ) -> tuple[dict[str, str], dict[str, str]]:
-        url = unsubscribe_url(self.settings, subscriber_id, email_hash)
+        url = self._links.url(subscriber_id, email_hash)
         values = {"unsubscribe_url": url}
-        first_name = self._first_name(name)
+        first_name = (name or "").strip().split(" ")[0]
         if first_name:
             values["first_name"] = first_name
-        return self._substitutions(values), list_unsubscribe_headers(self.settings, url)
-
-    def _prepare_fast(self) -> None:
-        from itsdangerous import URLSafeSerializer
-
-        from newsletter.render import DEFAULT_VALUES, PLACEHOLDERS, TEXT_PLACEHOLDERS
-        from newsletter.tokens import HASH_CHARS, SALT_UNSUBSCRIBE
-
-        if set(PLACEHOLDERS) != {"unsubscribe_url", "first_name"}:
-            raise ValueError("placeholders changed")
-        # The token is itsdangerous' URLSafeSerializer format: base64(compact JSON, zlib'd
-        # when that is shorter) "." base64(HMAC-SHA1 under the derived key). One HMAC
-        # object keyed once and copied per token; the probes above prove the equality.
-        serializer = URLSafeSerializer(self.settings.secret(), salt=SALT_UNSUBSCRIBE)
-        signer = serializer.make_signer(SALT_UNSUBSCRIBE)
-        if signer.sep != b".":
-            raise ValueError("unexpected signer")
-        self._mac = hmac.new(signer.derive_key(), digestmod=hashlib.sha1)
-        self._hash_chars = HASH_CHARS
-        self._prefix = f"{self.settings.base_url}/unsubscribe/"
-        self._keys = (
-            PLACEHOLDERS["unsubscribe_url"],
-            TEXT_PLACEHOLDERS["unsubscribe_url"],
-            PLACEHOLDERS["first_name"],
-            TEXT_PLACEHOLDERS["first_name"],
+        return Recipient(
+            email=email,
+            subscriber_id=subscriber_id,
+            substitutions=substitutions(values),
+            headers=self._links.headers(url),
         )
-        self._default_first = DEFAULT_VALUES.get("first_name")
-        self._default_first_html = html_escape(self._default_first) if self._default_first else None
-        self._prefix_html = html_escape(self._prefix)  # the token itself is URL-safe base64 and "."
-
-    def _build_fast(
-        self, subscriber_id: int, email_hash: str, name: str | None
-    ) -> tuple[dict[str, str], dict[str, str]]:
-        payload = f'[{int(subscriber_id)},"{email_hash[: self._hash_chars]}"]'.encode()
-        packed = zlib.compress(payload)
-        if len(packed) < len(payload) - 1:
-            value = b"." + urlsafe_b64encode(packed).rstrip(b"=")
-        else:
-            value = urlsafe_b64encode(payload).rstrip(b"=")
-        mac = self._mac.copy()
-        mac.update(value)
-        token = (value + b"." + urlsafe_b64encode(mac.digest()).rstrip(b"=")).decode("ascii")
-        url = self._prefix + token
-        html_url, text_url, html_first, text_first = self._keys
-        substitutions = {html_url: self._prefix_html + token, text_url: url}
-        first = self._first_name(name) if name else None
-        if first is not None:
-            substitutions[html_first] = html_escape(first)
-            substitutions[text_first] = first
-        elif self._default_first is not None:
-            substitutions[html_first] = self._default_first_html  # type: ignore[assignment]
-            substitutions[text_first] = self._default_first
-        headers = {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
-        return substitutions, headers
 
 
 # --- issue status -----------------------------------------------------------------------------
@@ -270,6 +178,44 @@ def _mark_sent(engine: Engine, issue_id: str) -> None:
 
 
 # --- the send ------------------------------------------------------------------------------
+
+
+class _PendingPages:
+    """Writes the ledger's pending rows one keyset page of subscribers at a time.
+
+    It keeps a rough count of the pending rows this process wrote and has not
+    claimed yet, only to decide when to write the next page (while a request is
+    out, rather than between two requests). Correctness never depends on it:
+    other processes may claim those rows, and an empty claim always asks for
+    the next page before the send ends.
+    """
+
+    def __init__(self, engine: Engine, issue_id: str, *, page_size: int) -> None:
+        self._engine = engine
+        self._issue_id = issue_id
+        self._page_size = page_size
+        self._cursor = 0
+        self._unclaimed = 0
+        self.exhausted = False
+
+    def fill(self, *, force: bool = False) -> bool:
+        """Write the next page; False when the scan found no subscriber past the cursor."""
+        if self.exhausted and not force:
+            return False
+        before = self._cursor
+        self._cursor, self.exhausted, written = ledger.materialize_page(
+            self._engine, self._issue_id, self._cursor, self._page_size
+        )
+        self._unclaimed += written
+        return self._cursor != before
+
+    def fill_if_low(self, batch_size: int) -> None:
+        if not self.exhausted and self._unclaimed < 2 * batch_size:
+            self.fill()
+
+    def claimed(self, count: int) -> None:
+        self._unclaimed = max(0, self._unclaimed - count)
+
 
 
 def send_issue(
@@ -312,45 +258,33 @@ def send_issue(
         _mark_sending(engine, issue_id)
         state = SendProgress(issue_id=issue_id, total=report.total)
         builder = RecipientBuilder(settings)
-        prepared: dict[tuple[int, str, str, str | None], Recipient] = {}
-
-        def prepare_next() -> None:
-            """While a request is out: build the next recipients (without claiming them)."""
-            prepared.clear()
-            for key in ledger.peek_pending(engine, issue_id, batch_size):
-                prepared[key] = builder.build(*key)
-
         batch_size = max(1, min(settings.batch_size, messenger.max_batch_size))
-        page_size = max(PAGE_SIZE, batch_size)
-        cursor, exhausted = ledger.materialize_page(engine, issue_id, 0, page_size)
-        need_more = False
+        pages = _PendingPages(engine, issue_id, page_size=max(PAGE_SIZE, batch_size))
+        pages.fill()
         while True:
             if stop is not None and stop.is_set():
                 report.interrupted = True
                 break
-            if need_more and not exhausted:
-                cursor, exhausted = ledger.materialize_page(engine, issue_id, cursor, page_size)
             claim = ledger.claim_batch(engine, issue_id, batch_size, worker=worker, provider=messenger.name)
             if claim is None:
                 # Nothing pending: the next page, or (at the end) subscribers who confirmed
                 # mid-send with an id beyond the cursor. Done when that finds nobody.
-                before = cursor
-                cursor, exhausted = ledger.materialize_page(engine, issue_id, cursor, page_size)
-                if exhausted and cursor == before:
+                if not pages.fill(force=True):
                     break
                 continue
-            need_more = len(claim.recipients) + claim.suppressed < batch_size
+            pages.claimed(len(claim.recipients) + claim.suppressed)
             state.suppressed += claim.suppressed
             report.suppressed += claim.suppressed
             if claim.recipients:
                 recipients = [
-                    prepared.get((r.subscriber_id, r.email, r.email_hash, r.name))
-                    or builder.build(r.subscriber_id, r.email, r.email_hash, r.name)
-                    for r in claim.recipients
+                    builder.build(r.subscriber_id, r.email, r.email_hash, r.name) for r in claim.recipients
                 ]
-                _send_batch(messenger, content, recipients, engine, claim, report, state, pool, prepare_next)
+                # While the request is out, write the next page of pending rows (no claim).
+                meanwhile = functools.partial(pages.fill_if_low, batch_size)
+                _send_batch(messenger, content, recipients, engine, claim, report, state, pool, meanwhile)
             if progress is not None:
                 progress(state)
+        exhausted = pages.exhausted
         messenger.flush()
         finished = exhausted and not report.interrupted
     except DeliveryError as exc:

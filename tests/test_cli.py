@@ -1,0 +1,71 @@
+"""The CLI's promise for user errors and user data: one line on stderr, exit 1, never a traceback.
+
+Text that came from users (a subscriber's name, a page title, an argument) is
+printed as it is: Rich markup is off, so ``[/x]`` neither crashes nor vanishes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from newsletter.cli import app
+
+runner = CliRunner()
+
+
+def _one_line_error(result: object) -> str:
+    output = result.output  # type: ignore[attr-defined]
+    assert result.exit_code == 1, output  # type: ignore[attr-defined]
+    assert "Traceback" not in output
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # type: ignore[attr-defined]
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1, output
+    return lines[0]
+
+
+@pytest.mark.usefixtures("sqlite_env")
+def test_markup_in_subscriber_data_is_printed_verbatim() -> None:
+    arguments = ["subscribers", "add", "--confirmed", "--name", "[/evil] [bold]", "m@example.com"]
+    added = runner.invoke(app, arguments)
+    assert added.exit_code == 0, added.output
+    listed = runner.invoke(app, ["subscribers", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert "[/evil]" in listed.output
+
+
+@pytest.mark.usefixtures("sqlite_env")
+def test_markup_in_arguments_stays_one_line_error() -> None:
+    line = _one_line_error(runner.invoke(app, ["issue", "show", "[/]"]))
+    assert "[/]" in line
+    line = _one_line_error(runner.invoke(app, ["subscribers", "remove", "a[bold]b@example.com"]))
+    assert "a[bold]b@example.com" in line
+
+
+@pytest.mark.usefixtures("sqlite_env")
+def test_markup_in_a_comparison_title_survives_listing(tmp_path: Path) -> None:
+    page = {
+        "title": "GPT-4o [preview] vs Claude [/beta]",
+        "tools": [
+            {"name": "GPT-4o [preview]", "reviews": [{"quote": "Fast."}]},
+            {"name": "Claude [/beta]", "reviews": [{"quote": "Careful."}]},
+        ],
+    }
+    source = tmp_path / "markup.json"
+    source.write_text(json.dumps(page), encoding="utf-8")
+    imported = runner.invoke(app, ["comparisons", "import", str(source)])
+    assert imported.exit_code == 0, imported.output
+    listed = runner.invoke(app, ["comparisons", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert "[preview]" in listed.output
+
+
+@pytest.mark.usefixtures("sqlite_env")
+def test_import_of_a_directory_or_missing_file_is_a_user_error(tmp_path: Path) -> None:
+    line = _one_line_error(runner.invoke(app, ["subscribers", "import", str(tmp_path)]))
+    assert "is a directory" in line
+    line = _one_line_error(runner.invoke(app, ["subscribers", "import", str(tmp_path / "nope.csv")]))
+    assert "no such file" in line
