@@ -162,6 +162,32 @@ def stage_raw(url: str, recipients: int, issue: str) -> dict[str, Any]:
     return {"sent": requests * 1000, "seconds": seconds}
 
 
+def stage_smtp_raw(url: str, messages: int, issue: str) -> dict[str, Any]:
+    """The bare smtplib loop: one connection, prebuilt messages of the same issue, sendmail each."""
+    import smtplib
+    from urllib.parse import urlsplit
+
+    from newsletter.config import get_settings
+    from newsletter.db import open_database
+    from newsletter.delivery.messengers import Recipient
+    from newsletter.delivery.mime import MessageTemplate
+    from newsletter.delivery.sender import load_content
+
+    settings = get_settings()
+    content = load_content(settings, open_database(settings.database_url), issue)
+    template = MessageTemplate(content)
+    prebuilt = [
+        (address, template.render(Recipient(email=address)).data)
+        for address in (f"raw{n:07d}@example.com" for n in range(messages))
+    ]
+    parts = urlsplit(url)
+    started = time.perf_counter()
+    with smtplib.SMTP(parts.hostname or "127.0.0.1", parts.port or 25, timeout=30) as client:
+        for address, data in prebuilt:
+            client.sendmail(settings.from_email, [address], data)
+    return {"sent": messages, "seconds": time.perf_counter() - started}
+
+
 # --- the orchestrator ---------------------------------------------------------------------------------
 
 
@@ -234,12 +260,21 @@ def bench_smtp(messages: int, connections: int) -> dict[str, Any]:
         result, rss = _run_child(["send", issue], values, timeout=3600)
         assert result["sent"] == messages and len(server.messages) == messages, result
         opened = server.connections
+        raw, _raw_rss = _run_child(["smtp-raw", server.url, str(messages), issue], values, timeout=3600)
     rate = messages / result["seconds"]
+    raw_rate = raw["sent"] / raw["seconds"]
     print(
         f"[smtp] {connections} connection(s): {rate:,.0f} messages/s "
-        f"({messages} messages, {opened} connections opened, peak RSS {rss:.0f} MB)"
+        f"({messages} messages, {opened} connections opened, peak RSS {rss:.0f} MB); "
+        f"bare smtplib loop: {raw_rate:,.0f} messages/s; ratio {rate / raw_rate:.2f} (target >= 0.70)"
     )
-    return {"connections": connections, "messages_per_s": round(rate), "peak_rss_mb": round(rss, 1)}
+    return {
+        "connections": connections,
+        "messages_per_s": round(rate),
+        "peak_rss_mb": round(rss, 1),
+        "raw_messages_per_s": round(raw_rate),
+        "ratio": round(rate / raw_rate, 3),
+    }
 
 
 def main() -> None:
@@ -258,6 +293,8 @@ def main() -> None:
             print(json.dumps(stage_send(rest[0])))
         elif name == "raw":
             print(json.dumps(stage_raw(rest[0], int(rest[1]), rest[2])))
+        elif name == "smtp-raw":
+            print(json.dumps(stage_smtp_raw(rest[0], int(rest[1]), rest[2])))
         return
 
     results: dict[str, Any] = {"sendgrid": [], "smtp": []}

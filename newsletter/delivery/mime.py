@@ -1,46 +1,147 @@
-"""RFC 5322 messages for the providers that build them locally (outbox, smtp)."""
+"""RFC 5322 messages for the providers that build them locally (outbox, smtp).
+
+An issue goes to many recipients and only a few values change between them,
+so the message is built the way the issue is rendered: once. ``MessageTemplate``
+has the email package build the issue's multipart/alternative message (text
+then HTML, quoted-printable) around two sentinels, and quoted-printable-encodes
+each part's static text once, cut at its placeholders. Per recipient only the
+placeholder values are encoded and the personal headers (To, Date, Message-ID,
+List-Unsubscribe...) are folded by the same package's policy: about 30 µs,
+where building and serialising a whole ``EmailMessage`` took 1.5 ms.
+
+Each encoded piece starts on a fresh line (a soft line break ``=\\r\\n`` ends the
+one before), so the result is valid quoted-printable whatever the values, and
+decodes to exactly the personalised text (tests/test_mime.py checks it against
+messages built entirely by the email package).
+"""
 
 from __future__ import annotations
 
+import binascii
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, make_msgid
 
 from newsletter.delivery.messengers.base import Content, Recipient
+from newsletter.render import PLACEHOLDERS, TEXT_PLACEHOLDERS
 
 # RFC 5322's hard limit, not the 78-column default: a header with no space to fold at
 # (List-Unsubscribe's URL) is otherwise turned into an RFC 2047 encoded-word, which
 # mail clients do not read as a URL, and Gmail then shows no unsubscribe button.
 MESSAGE_POLICY = SMTP.clone(max_line_length=998)
 
+# Plain ASCII letters: quoted-printable leaves them as they are, so they can be found.
+_TEXT_SENTINEL = b"NEWSLETTERTEXTPARTGOESHERE"
+_HTML_SENTINEL = b"NEWSLETTERHTMLPARTGOESHERE"
+_SOFT_BREAK = b"=\r\n"
+_PLACEHOLDER_SPLIT = re.compile(
+    "(" + "|".join(re.escape(token) for token in (*PLACEHOLDERS.values(), *TEXT_PLACEHOLDERS.values())) + ")"
+)
 
-def personalize(text: str, substitutions: dict[str, str] | object) -> str:
+
+def personalize(text: str, substitutions: Mapping[str, str]) -> str:
     """Fill placeholders by plain substitution (the issue was rendered once)."""
-    if not substitutions:
-        return text
-    for placeholder, value in substitutions.items():  # type: ignore[attr-defined]
+    for placeholder, value in substitutions.items():
         text = text.replace(placeholder, value)
     return text
 
 
-def build_message(content: Content, recipient: Recipient, *, domain: str | None = None) -> EmailMessage:
-    """multipart/alternative, text then HTML, with the recipient's own headers."""
-    subs = dict(recipient.substitutions)
-    message = EmailMessage(policy=MESSAGE_POLICY)
-    message["From"] = content.from_email
-    message["To"] = recipient.email
-    message["Subject"] = personalize(content.subject, subs)
-    message["Date"] = formatdate(localtime=False, usegmt=True)
-    message["Message-ID"] = make_msgid(domain=domain or _domain_of(content.from_email))
-    if content.reply_to:
-        message["Reply-To"] = content.reply_to
-    if content.issue_id:
-        message["X-Newsletter-Issue"] = content.issue_id
-    for name, value in recipient.headers.items():
-        message[name] = value
-    message.set_content(personalize(content.text, subs), subtype="plain", cte="quoted-printable")
-    message.add_alternative(personalize(content.html, subs), subtype="html", cte="quoted-printable")
-    return message
+@dataclass(frozen=True)
+class Mail:
+    message_id: str
+    data: bytes  # the whole RFC 5322 message, CRLF line ends
+
+
+class MessageTemplate:
+    """One issue's message, built once; ``render`` makes each recipient's copy."""
+
+    def __init__(self, content: Content, *, domain: str | None = None) -> None:
+        skeleton = EmailMessage(policy=MESSAGE_POLICY)
+        skeleton["From"] = content.from_email
+        if content.reply_to:
+            skeleton["Reply-To"] = content.reply_to
+        if content.issue_id:
+            skeleton["X-Newsletter-Issue"] = content.issue_id
+        skeleton.set_content(_TEXT_SENTINEL.decode(), subtype="plain", cte="quoted-printable")
+        skeleton.add_alternative(_HTML_SENTINEL.decode(), subtype="html", cte="quoted-printable")
+        head, _, body = skeleton.as_bytes().partition(b"\r\n\r\n")
+        before_text, _, rest = body.partition(_TEXT_SENTINEL + b"\r\n")
+        between, _, after_html = rest.partition(_HTML_SENTINEL + b"\r\n")
+        if not after_html:
+            raise ValueError("the email package laid the message out unexpectedly")
+        # The sentinels' own line ends were taken out above: each part below ends its
+        # last line itself (a hard or a soft line break).
+        self._static_head = head + b"\r\n\r\n" + before_text
+        self._between = between
+        self._after = after_html
+        self._subject = content.subject
+        self._text = _EncodedPart(content.text)
+        self._html = _EncodedPart(content.html)
+        self._domain = domain or _domain_of(content.from_email)
+
+    def render(self, recipient: Recipient) -> Mail:
+        substitutions = recipient.substitutions
+        message_id = make_msgid(domain=self._domain)
+        headers = [
+            ("To", recipient.email),
+            ("Subject", personalize(self._subject, substitutions)),
+            ("Date", formatdate(localtime=False, usegmt=True)),
+            ("Message-ID", message_id),
+            *recipient.headers.items(),
+        ]
+        fold = MESSAGE_POLICY.fold_binary
+        data = b"".join(
+            (
+                *(fold(name, _one_line(name, value)) for name, value in headers),
+                self._static_head,
+                self._text.encode(substitutions),
+                self._between,
+                self._html.encode(substitutions),
+                self._after,
+            )
+        )
+        return Mail(message_id=message_id, data=data)
+
+
+class _EncodedPart:
+    """A body part's text cut at its placeholders, the static pieces encoded once."""
+
+    def __init__(self, text: str) -> None:
+        text = text.replace("\r\n", "\n")
+        if not text.endswith("\n"):
+            text += "\n"  # as the email package does: a part ends with a line end
+        self._pieces: list[bytes | str] = []
+        for index, piece in enumerate(_PLACEHOLDER_SPLIT.split(text)):
+            if index % 2:
+                self._pieces.append(piece)  # a placeholder, filled per recipient
+            elif piece:
+                self._pieces.append(_quoted_printable(piece))
+
+    def encode(self, substitutions: Mapping[str, str]) -> bytes:
+        return b"".join(
+            piece if isinstance(piece, bytes) else _quoted_printable(substitutions.get(piece, piece))
+            for piece in self._pieces
+        )
+
+
+def _quoted_printable(text: str) -> bytes:
+    """``text`` as quoted-printable lines ending in CRLF; a soft break when it ends mid-line."""
+    if not text:
+        return b""
+    encoded = binascii.b2a_qp(text.encode("utf-8"))
+    # b2a_qp keeps the input's line ends and uses the first one it sees for its own soft
+    # breaks: make every line end CRLF.
+    encoded = encoded.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    return encoded if encoded.endswith(b"\r\n") else encoded + _SOFT_BREAK
+
+
+def _one_line(name: str, value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"header {name} may not contain line breaks")
+    return value
 
 
 def _domain_of(address: str) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from newsletter.delivery.messengers.base import Content, PushResult, Recipient
-from newsletter.delivery.mime import build_message
+from newsletter.delivery.mime import MessageTemplate
 from newsletter.errors import DeliveryError
 
 
@@ -23,13 +23,13 @@ class OutboxMessenger:
         result = PushResult()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
+            template = MessageTemplate(content)
             for recipient in recipients:
-                message = build_message(content, recipient)
-                message_id = str(message["Message-ID"])
-                path = self.directory / _file_name(content, recipient, message_id)
-                _write_atomically(path, message.as_bytes())
+                mail = template.render(recipient)
+                path = self.directory / _file_name(content, recipient, mail.message_id)
+                _write_atomically(path, mail.data)
                 result.accepted.append(recipient.email)
-                result.message_ids[recipient.email] = message_id
+                result.message_ids[recipient.email] = mail.message_id
         except OSError as exc:
             raise DeliveryError(f"outbox: cannot write to {self.directory}: {exc.strerror}") from exc
         return result

@@ -28,7 +28,7 @@ from email.utils import parseaddr
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from newsletter.delivery.messengers.base import Content, PushResult, Recipient
-from newsletter.delivery.mime import build_message
+from newsletter.delivery.mime import MessageTemplate
 from newsletter.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -222,7 +222,8 @@ class SmtpMessenger:
 
     def push(self, content: Content, recipients: Sequence[Recipient]) -> PushResult:
         sender = parseaddr(content.from_email)[1] or content.from_email
-        outcomes = list(self._executor.map(lambda r: self._deliver(content, sender, r), recipients))
+        template = MessageTemplate(content)
+        outcomes = list(self._executor.map(lambda r: self._deliver(template, sender, r), recipients))
         result = PushResult()
         for recipient, (kind, detail) in zip(recipients, outcomes, strict=True):
             if kind == "sent":
@@ -237,10 +238,9 @@ class SmtpMessenger:
                 result.error = result.error or f"SMTP server unavailable: {detail}"
         return result
 
-    def _deliver(self, content: Content, sender: str, recipient: Recipient) -> tuple[str, str]:
-        message = build_message(content, recipient)
-        message_id = str(message["Message-ID"])
-        data = message.as_bytes()
+    def _deliver(self, template: MessageTemplate, sender: str, recipient: Recipient) -> tuple[str, str]:
+        mail = template.render(recipient)
+        message_id, data = mail.message_id, mail.data
         attempt = 0
         while True:
             connection = self._pool.get()

@@ -8,10 +8,13 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi import Path as PathParam
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -19,6 +22,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from newsletter import subscribers
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError, NotFoundError, SubscriberError
+from newsletter.tables import ScheduleSlotRow
 from newsletter.tokens import ADMIN_SESSION_MAX_AGE, make_admin_session
 from newsletter.web.app import error_page, login_page, page, wants_json, web
 from newsletter.web.routes.archive import (
@@ -67,17 +71,76 @@ def _form_body(fields: dict[str, Any]) -> dict[str, Any]:
 # --- login ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ScheduleView:
+    """The weekly schedule as ``newsletter schedule show`` prints it: next runs and recent slots."""
+
+    expression: str
+    timezone: str
+    grace_seconds: int
+    scheduler: str
+    next_runs: list[datetime]  # aware, in the configured zone
+    slots: list[ScheduleSlotRow]
+
+    @property
+    def next_runs_text(self) -> list[tuple[str, str]]:
+        """(local, UTC) for each next run, formatted as `newsletter schedule show` does."""
+        return [
+            (f"{fire:%a %Y-%m-%d %H:%M %Z}", f"{fire.astimezone(UTC):%Y-%m-%d %H:%M} UTC")
+            for fire in self.next_runs
+        ]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "expression": self.expression,
+            "timezone": self.timezone,
+            "misfire_grace_time": self.grace_seconds,
+            "scheduler": self.scheduler,
+            "next_runs": [
+                {"local": fire.isoformat(), "utc": fire.astimezone(UTC).isoformat()}
+                for fire in self.next_runs
+            ],
+            "slots": [
+                {
+                    "key": row.key,
+                    "outcome": row.outcome,
+                    "issue_id": row.issue_id,
+                    "claimed_by": row.claimed_by,
+                    "claimed_at": row.claimed_at.isoformat() if row.claimed_at else None,
+                    "finished_at": row.finished_at.isoformat() if row.finished_at else None,
+                    "detail": row.detail,
+                }
+                for row in self.slots
+            ],
+        }
+
+
+def schedule_view(settings: Settings, engine: Engine, *, runs: int = 3, slots: int = 5) -> ScheduleView:
+    from newsletter.scheduler import next_run_times, recent_slots
+
+    return ScheduleView(
+        expression=settings.schedule,
+        timezone=settings.timezone,
+        grace_seconds=settings.misfire_grace_time,
+        scheduler=settings.scheduler,
+        next_runs=next_run_times(settings, count=runs),
+        slots=recent_slots(engine, limit=slots),
+    )
+
+
 @router.get("", summary="The admin dashboard (or the login form)")
 async def dashboard(request: Request) -> Response:
     auth = _auth(request)
     w = web(request)
     counts = await run_in_threadpool(subscribers.count_by_status, w.engine)
     issues = await run_in_threadpool(lambda: list_issue_summaries(w.engine, public=False))
+    schedule = await run_in_threadpool(schedule_view, w.settings, w.engine)
     if wants_json(request):
         return JSONResponse(
             {
                 "subscribers": counts,
                 "issues": [{"id": i.id, "subject": i.subject, "status": i.status} for i in issues],
+                "schedule": schedule.as_json(),
             }
         )
     return page(
@@ -87,6 +150,7 @@ async def dashboard(request: Request) -> Response:
             "counts": counts,
             "total": sum(counts.values()),
             "issues": issues,
+            "schedule": schedule,
             "csrf": csrf_token(w.settings, auth.csrf_binding),
             "delivery": delivery_available(),
         },

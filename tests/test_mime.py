@@ -1,0 +1,132 @@
+"""MessageTemplate against the email package: the same message, built a thousand times faster.
+
+The oracle below is how a message is built with the email package alone (what
+the providers did before the template). Both are parsed back with the standard
+parser and must agree on every header and on each part's decoded text, for any
+text, any placeholder position and any recipient values.
+"""
+
+from __future__ import annotations
+
+import email
+from email.message import EmailMessage
+from email.policy import default
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from newsletter.delivery.messengers import Content, Recipient
+from newsletter.delivery.mime import MESSAGE_POLICY, MessageTemplate, personalize
+from newsletter.render import PLACEHOLDERS, TEXT_PLACEHOLDERS
+
+TOKENS = [*PLACEHOLDERS.values(), *TEXT_PLACEHOLDERS.values()]
+
+
+def oracle(content: Content, recipient: Recipient) -> bytes:
+    subs = dict(recipient.substitutions)
+    message = EmailMessage(policy=MESSAGE_POLICY)
+    message["From"] = content.from_email
+    message["To"] = recipient.email
+    message["Subject"] = personalize(content.subject, subs)
+    if content.reply_to:
+        message["Reply-To"] = content.reply_to
+    if content.issue_id:
+        message["X-Newsletter-Issue"] = content.issue_id
+    for name, value in recipient.headers.items():
+        message[name] = value
+    message.set_content(personalize(content.text, subs), subtype="plain", cte="quoted-printable")
+    message.add_alternative(personalize(content.html, subs), subtype="html", cte="quoted-printable")
+    return message.as_bytes()
+
+
+def parsed(data: bytes) -> tuple[dict[str, str], str, str]:
+    message = email.message_from_bytes(data, policy=default)
+    # Date, Message-ID and the MIME boundary differ between any two messages by design.
+    headers = {name: str(value) for name, value in message.items() if name not in ("Date", "Message-ID")}
+    headers["Content-Type"] = message.get_content_type()
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    return headers, text, html
+
+
+def content_with(text: str, html: str, subject: str = "This week: Axolotl vs Unsloth") -> Content:
+    return Content(
+        subject=subject,
+        html=html,
+        text=text,
+        from_email="Weekly AI Tool Verdicts <verdicts@example.com>",
+        reply_to="editor@example.com",
+        categories=("newsletter",),
+        issue_id="2026-W48",
+    )
+
+
+def recipient_with(url: str, first: str) -> Recipient:
+    return Recipient(
+        email="ada@example.com",
+        subscriber_id=7,
+        substitutions={
+            PLACEHOLDERS["unsubscribe_url"]: url.replace("&", "&amp;"),
+            TEXT_PLACEHOLDERS["unsubscribe_url"]: url,
+            PLACEHOLDERS["first_name"]: first,
+            TEXT_PLACEHOLDERS["first_name"]: first,
+        },
+        headers={"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+    )
+
+
+def test_a_realistic_issue_matches_the_email_package() -> None:
+    html = (
+        '<!doctype html>\n<html lang="en"><body><p>Hi %%FIRST_NAME%%,</p>'
+        + '<td style="padding:0 16px">Axolotl ships — 3 ship / 1 skip ✓</td>' * 300
+        + '<a href="%%UNSUBSCRIBE_URL%%">Unsubscribe</a>\n</body></html>'
+    )
+    text = (
+        "Hi %%FIRST_NAME_TXT%%,\n\n"
+        + "Axolotl v0.16: ship. “Fast” \n" * 50
+        + "Unsubscribe: %%UNSUBSCRIBE_URL_TXT%%"
+    )
+    content = content_with(text, html)
+    recipient = recipient_with("https://verdicts.example.com/unsubscribe/123-0123456789abcdef.Sig_-x", "Zoë")
+    mail = MessageTemplate(content).render(recipient)
+    assert parsed(mail.data) == parsed(oracle(content, recipient))
+    body = mail.data.split(b"\r\n\r\n", 1)[1]
+    assert max(len(line) for line in body.split(b"\r\n")) <= 76  # quoted-printable's limit
+    assert b"\n" not in mail.data.replace(b"\r\n", b"")  # CRLF only
+    assert mail.message_id in mail.data.decode()
+
+
+line_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\x00"), max_size=300
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pieces=st.lists(st.one_of(line_text, st.sampled_from(TOKENS)), max_size=12),
+    url=st.text(
+        alphabet=st.characters(min_codepoint=33, max_codepoint=126, blacklist_characters="<>,"),
+        min_size=1,
+        max_size=200,
+    ),
+    first=st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=40),
+)
+def test_any_text_and_values_decode_exactly_as_the_email_package_builds_them(
+    pieces: list[str], url: str, first: str
+) -> None:
+    body = "".join(pieces)
+    content = content_with(body, "<p>" + body + "</p>")
+    recipient = recipient_with("https://x.example/u/" + url, first)
+    assert parsed(MessageTemplate(content).render(recipient).data) == parsed(oracle(content, recipient))
+
+
+def test_a_line_break_in_a_personal_header_is_refused() -> None:
+    recipient = Recipient(
+        email="ada@example.com", headers={"List-Unsubscribe": "<https://x>\r\nBcc: eve@x.com"}
+    )
+    try:
+        MessageTemplate(content_with("hi", "<p>hi</p>")).render(recipient)
+    except ValueError as error:
+        assert "line breaks" in str(error)
+    else:
+        raise AssertionError("a header with CRLF was accepted")
