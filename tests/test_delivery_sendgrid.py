@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote
@@ -196,28 +197,51 @@ def test_5xx_that_outlives_its_retries_keeps_everything_pending(
     assert send_issue(sg_settings, sg_engine, issue).sent == 5
 
 
-def test_timeouts_are_retried_and_a_silent_server_leaves_the_batch_uncertain(
+def test_a_slow_answer_is_never_retried_so_nobody_is_mailed_twice(
     sg_settings: Settings, sg_engine: Engine, fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("NEWSLETTER_SENDGRID_TIMEOUT", "0.3")
-    monkeypatch.setenv("NEWSLETTER_MAX_RETRIES", "1")
+    """The request was taken (SendGrid mails) but the answer came after the timeout."""
+    monkeypatch.setenv("NEWSLETTER_SENDGRID_TIMEOUT", "0.2")
+    monkeypatch.setenv("NEWSLETTER_MAX_RETRIES", "3")
     get_settings.cache_clear()
     settings = get_settings()
     issue = make_issue(settings, sg_engine)
-    add_subscribers(sg_engine, 3)
-    fake.fail_next(202, delay=1.0)
-    fake.fail_next(202, delay=1.0)
+    emails = add_subscribers(sg_engine, 3)
+    fake.delay = 0.6
     with pytest.raises(ProviderUnavailableError, match="no answer"):
         send_issue(settings, sg_engine, issue)
+    fake.delay = 0.0
+    assert fake.accepted_recipients == 3  # one request, taken: everyone mailed once
     status = delivery_status(sg_engine, issue)
     assert status.counts["in_flight"] == 3 and len(status.uncertain) == 1
     # Never resent automatically...
     assert send_issue(settings, sg_engine, issue).sent == 0
+    assert fake.accepted_recipients == 3
     assert delivery_status(sg_engine, issue).counts["in_flight"] == 3
-    # ...only on request.
+    # ...only on request (the editor decided they did not get it).
     report = send_issue(settings, sg_engine, issue, resend_uncertain=True)
     assert report.requeued == 3 and report.sent == 3
+    assert fake.address_counts() == dict.fromkeys(emails, 2)  # the resend is the only second mail
     assert _issue_status(sg_engine, issue) == "sent"
+
+
+def test_a_refused_connection_is_retried_and_then_left_pending(
+    sg_settings: Settings, sg_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing listens: the request certainly never left, so the rows stay safe to send."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    monkeypatch.setenv("NEWSLETTER_SENDGRID_API_URL", f"http://127.0.0.1:{closed_port}")
+    monkeypatch.setenv("NEWSLETTER_MAX_RETRIES", "2")
+    get_settings.cache_clear()
+    settings = get_settings()
+    issue = make_issue(settings, sg_engine)
+    add_subscribers(sg_engine, 3)
+    with pytest.raises(ProviderUnavailableError, match=r"cannot connect.*3 attempts"):
+        send_issue(settings, sg_engine, issue)
+    status = delivery_status(sg_engine, issue)
+    assert status.counts["pending"] == 3 and status.counts["in_flight"] == 0 and not status.uncertain
 
 
 def test_unmailable_subscribers_receive_nothing(

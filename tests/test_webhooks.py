@@ -274,3 +274,72 @@ def test_a_suppressed_address_is_not_mailed_afterwards(
     assert report.sent == 3
     outbox = list(hook_settings.outbox_dir.glob("*.eml"))
     assert len(outbox) == 3 and not any(emails[2] in path.name for path in outbox)
+
+
+def test_a_replayed_unsubscribe_does_not_undo_a_later_resubscription(
+    client: AsgiClient, key: ec.EllipticCurvePrivateKey, hook_settings: Settings, hook_engine: Engine
+) -> None:
+    from newsletter import subscribers
+    from newsletter.tokens import make_confirm_token
+
+    address = "ada@example.com"
+    body = json.dumps([event("unsubscribe", address)]).encode()
+    subscribed = subscribers.subscribe(hook_settings, hook_engine, address, send=False)
+    subscriber = subscribed.subscriber
+    subscribers.confirm(
+        hook_settings,
+        hook_engine,
+        make_confirm_token(hook_settings, subscriber.id, subscriber.email_hash),
+        send=False,
+    )
+    assert client.post("/webhooks/sendgrid", content=body, headers=sign(key, body)).status_code == 200
+    assert subscribers.get_subscriber(hook_engine, subscriber.id).status == "unsubscribed"  # type: ignore[union-attr]
+
+    # They change their mind and confirm again...
+    time.sleep(1.1)  # a confirm link must be newer than the unsubscribe it overrides
+    subscribers.subscribe(hook_settings, hook_engine, address, send=False)
+    subscribers.confirm(
+        hook_settings,
+        hook_engine,
+        make_confirm_token(hook_settings, subscriber.id, subscriber.email_hash),
+        send=False,
+    )
+    assert subscribers.get_subscriber(hook_engine, subscriber.id).status == "confirmed"  # type: ignore[union-attr]
+    # ...then SendGrid retries the old delivery of the old event: it changes nothing.
+    replay = client.post("/webhooks/sendgrid", content=body, headers=sign(key, body))
+    assert replay.status_code == 200 and replay.json()["duplicates"] == 1
+    assert subscribers.get_subscriber(hook_engine, subscriber.id).status == "confirmed"  # type: ignore[union-attr]
+    assert not subscribers.is_suppressed(hook_engine, address)
+
+
+def test_webhooks_settling_the_last_uncertain_rows_finish_the_issue(
+    client: AsgiClient, key: ec.EllipticCurvePrivateKey, hook_settings: Settings, hook_engine: Engine
+) -> None:
+    from newsletter.issues import get_issue, mark_sending
+
+    issue = make_issue(hook_settings, hook_engine)
+    emails = add_subscribers(hook_engine, 3)
+    ids = subscriber_ids(hook_engine)
+    mark_sending(hook_engine, issue)
+    with hook_engine.begin() as conn:
+        conn.execute(insert(DeliveryBatchRow).values(id="b-ok", issue_id=issue, state="sent", recipients=2))
+        conn.execute(
+            insert(DeliveryBatchRow).values(id="b-??", issue_id=issue, state="in_flight", recipients=1)
+        )
+        conn.execute(
+            insert(DeliveryRow),
+            [
+                {"issue_id": issue, "subscriber_id": ids[emails[0]], "state": "sent", "batch_id": "b-ok"},
+                {"issue_id": issue, "subscriber_id": ids[emails[1]], "state": "sent", "batch_id": "b-ok"},
+                {
+                    "issue_id": issue,
+                    "subscriber_id": ids[emails[2]],
+                    "state": "in_flight",
+                    "batch_id": "b-??",
+                },
+            ],
+        )
+    body = json.dumps([event("processed", emails[2], issue_id=issue, subscriber_id=ids[emails[2]])]).encode()
+    response = client.post("/webhooks/sendgrid", content=body, headers=sign(key, body))
+    assert response.status_code == 200 and response.json()["resolved"] == 1
+    assert get_issue(hook_engine, issue).status == "sent"

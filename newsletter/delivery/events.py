@@ -32,7 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.db import is_postgres
 from newsletter.delivery import ledger
-from newsletter.errors import ConfigError
+from newsletter.errors import ConfigError, NewsletterError
 from newsletter.tables import SubscriberRow, SuppressionRow, WebhookEventRow, utcnow
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
@@ -148,7 +148,7 @@ def _handle_chunk(engine: Engine, events: list[Mapping[str, Any]], result: Event
     now = utcnow()
     rows: dict[str, dict[str, Any]] = {}
     received: dict[tuple[str, int], str | None] = {}
-    suppress: list[tuple[str, Mapping[str, Any]]] = []
+    suppress: list[tuple[str, str, Mapping[str, Any]]] = []
     for event in events:
         name = str(event.get("event") or "")
         issue_id = event.get("issue_id")
@@ -159,7 +159,7 @@ def _handle_chunk(engine: Engine, events: list[Mapping[str, Any]], result: Event
         if name == "bounce" and str(event.get("type") or "bounce") == "blocked":
             name = "blocked"  # a temporary block, not a bad address
         if name in SUPPRESSING:
-            suppress.append((name, event))
+            suppress.append((_event_id(event), name, event))
         if name in STORED:
             rows.setdefault(
                 _event_id(event),
@@ -173,6 +173,7 @@ def _handle_chunk(engine: Engine, events: list[Mapping[str, Any]], result: Event
         elif name not in RECEIVED:
             result.ignored += 1
     with engine.begin() as conn:
+        existing: set[str] = set()
         if rows:
             existing = set(conn.scalars(select(EV.c.event_id).where(EV.c.event_id.in_(list(rows)))))
             fresh = [dict(row, received_at=now) for key, row in rows.items() if key not in existing]
@@ -183,10 +184,32 @@ def _handle_chunk(engine: Engine, events: list[Mapping[str, Any]], result: Event
                 result.new += len(fresh)
                 for row in fresh:
                     result.counts[row["event"]] = result.counts.get(row["event"], 0) + 1
-        for name, event in suppress:
-            if _suppress(conn, name, event, now):
+        for event_id, name, event in suppress:
+            # A retried delivery of an event already applied must not apply again: the
+            # person may have re-subscribed since (which lifted the suppression).
+            if event_id not in existing and _suppress(conn, name, event, now):
                 result.suppressed += 1
-        result.resolved += ledger.mark_in_flight_sent(conn, received)
+        resolved = ledger.mark_in_flight_sent(conn, received)
+        result.resolved += resolved
+    if resolved:
+        _finish_settled_issues(engine, {issue_id for issue_id, _ in received})
+
+
+def _finish_settled_issues(engine: Engine, issue_ids: set[str]) -> None:
+    """An issue whose last uncertain rows a webhook just settled is sent, if its send scanned everyone."""
+    from newsletter.issues import get_issue, mark_sent
+
+    for issue_id in sorted(issue_ids):
+        try:
+            status = get_issue(engine, issue_id).status
+        except NewsletterError:
+            continue
+        if (
+            status == "sending"
+            and ledger.remaining(engine, issue_id) == 0
+            and ledger.recipients_to_send(engine, issue_id) == 0
+        ):
+            mark_sent(engine, issue_id)
 
 
 def _message_id(event: Mapping[str, Any]) -> str | None:

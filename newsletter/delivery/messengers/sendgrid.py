@@ -146,20 +146,26 @@ class SendGridMessenger:
                     )
                     raise error from exc
                 log.warning("sendgrid %s, retrying in %.2fs: %s", status, wait, problem)
-            except (urllib.error.URLError, TimeoutError, OSError, http.client.HTTPException) as exc:
-                # URLError: the request never left (connect/send failed). Anything
-                # else happened while waiting for the answer: it may have been taken.
-                uncertain = not isinstance(exc, urllib.error.URLError)
-                reason = getattr(exc, "reason", None) or exc
-                problem = f"{'no answer' if uncertain else 'cannot connect'}: {reason}"
+            except urllib.error.URLError as exc:
+                # urllib wraps what fails while connecting or sending the request: the
+                # request never arrived whole, so nobody was mailed and a retry is safe.
+                problem = f"cannot connect: {exc.reason}"
                 if attempt >= self.max_retries:
-                    error = ProviderUnavailableError(
+                    raise ProviderUnavailableError(
                         f"{problem} (gave up after {attempt + 1} attempts)", provider=self.name
-                    )
-                    error.uncertain = uncertain  # type: ignore[attr-defined]
-                    raise error from exc
+                    ) from exc
                 wait = self._backoff(attempt)
                 log.warning("sendgrid %s, retrying in %.2fs", problem, wait)
+            except (TimeoutError, OSError, http.client.HTTPException) as exc:
+                # The request left and no answer came (a read timeout, a dropped
+                # connection): SendGrid may have taken it and be mailing everyone now.
+                # Never retried: a double mail is worse than a late one. The batch stays
+                # in flight until a webhook or `send --resend-uncertain` settles it.
+                error = ProviderUnavailableError(
+                    f"no answer after the request was sent: {exc or type(exc).__name__}", provider=self.name
+                )
+                error.uncertain = True  # type: ignore[attr-defined]
+                raise error from exc
             else:
                 status = int(response.status_code)
                 if status >= 300:  # 3xx: nothing the API sends; treat as a refusal
