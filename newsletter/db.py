@@ -83,7 +83,12 @@ def upgrade(engine: Engine) -> None:
     try:
         command.upgrade(alembic_config(engine), "head")
     except OperationalError as exc:
-        raise ConfigError(f"cannot reach the database: {exc.orig}") from exc
+        reason = " ".join(str(exc.orig).split())  # drivers' messages span lines; ours is one
+        raise ConfigError(f"cannot reach the database {_safe(engine)}: {reason}") from exc
+
+
+def _safe(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 
 from newsletter.archive import load_issue
 from newsletter.config import Settings
-from newsletter.errors import NewsletterError, NotFoundError
+from newsletter.errors import ConfigError, NewsletterError, NotFoundError
 from newsletter.issues import get_issue, latest_issue
 from newsletter.render import Personalizer, get_renderer, sample_values
 
@@ -153,6 +153,9 @@ def make_preview_server(
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("preview: " + format, *args)
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    except OSError as exc:
+        raise ConfigError(f"cannot serve the preview on 127.0.0.1:{port}: {exc.strerror or exc}") from exc
     server.preview_cache = cache  # type: ignore[attr-defined]
     return server

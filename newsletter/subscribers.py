@@ -576,7 +576,10 @@ def remove(engine: Engine, email: str) -> Subscriber:
                 consent_ip=None,
                 consent_user_agent=None,
                 status="unsubscribed",
-                unsubscribed_at=row.unsubscribed_at or moment,
+                # Now, and no confirmation on record: a confirmation link mailed before the
+                # erasure must not bring the address back (confirm checks it is newer).
+                unsubscribed_at=moment,
+                confirmed_at=None,
                 updated_at=moment,
             )
         )
@@ -923,12 +926,19 @@ def export_rows(engine: Engine, *, status: str | None = None, page_size: int = 1
             rows = conn.execute(query).all()
         for row in rows:
             yield [
-                _iso(value) if isinstance(value, datetime) else ("" if value is None else str(value))
+                _iso(value) if isinstance(value, datetime) else _spreadsheet_safe(value)
                 for value in row[: len(EXPORT_COLUMNS)]
             ]
         if len(rows) < page_size:
             return
         after = rows[-1].id
+
+
+def _spreadsheet_safe(value: object) -> str:
+    """Names come from a public form: a leading = + - @ would run as a formula in a spreadsheet
+    (OWASP "CSV injection"); a leading apostrophe makes it text."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def iter_export_csv(engine: Engine, *, status: str | None = None) -> Iterator[str]:

@@ -69,3 +69,37 @@ def test_import_of_a_directory_or_missing_file_is_a_user_error(tmp_path: Path) -
     assert "is a directory" in line
     line = _one_line_error(runner.invoke(app, ["subscribers", "import", str(tmp_path / "nope.csv")]))
     assert "no such file" in line
+
+
+def test_an_unreachable_database_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", f"postgresql+psycopg://postgres:pw@127.0.0.1:{closed_port}/x")
+    monkeypatch.setenv("NEWSLETTER_DATA_DIR", str(tmp_path))
+    from newsletter.config import get_settings
+    from newsletter.db import dispose_engines
+
+    get_settings.cache_clear()
+    dispose_engines()
+    line = _one_line_error(runner.invoke(app, ["comparisons", "list"]))
+    assert "cannot reach the database" in line and "pw" not in line
+
+
+@pytest.mark.usefixtures("sqlite_env")
+def test_preview_on_a_busy_port_is_a_user_error() -> None:
+    import socket
+
+    samples = Path(__file__).resolve().parent.parent / "samples" / "comparisons"
+    imported = runner.invoke(app, ["comparisons", "import", str(samples)])
+    assert imported.exit_code == 0, imported.output
+    built = runner.invoke(app, ["issue", "build", "--date", "2026-11-23"])
+    assert built.exit_code == 0, built.output
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        line = _one_line_error(runner.invoke(app, ["preview", "--serve", "--port", str(port)]))
+    assert f"127.0.0.1:{port}" in line

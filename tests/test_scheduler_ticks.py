@@ -233,6 +233,7 @@ def test_tick_killed_mid_send_resumes_the_same_issue(
     again = run_cli(tick_env, "tick", "--now", NOW, timeout=90)
     assert again.returncode == 0, again.stderr
     assert f"slot {SLOT}" in again.stdout and ISSUE in again.stdout, again.stdout
+    assert f"resuming slot {SLOT} left running" in again.stderr  # the dead tick's claim, taken over
 
     assert list(_issues(engine)) == [ISSUE]  # no second issue for the slot
     assert list(_slots(engine)) == [SLOT]

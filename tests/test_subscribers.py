@@ -230,6 +230,7 @@ def test_remove_erases_personal_data_and_keeps_suppression(settings: Settings, e
         None,
     )
     assert stored.status == "unsubscribed" and stored.email_hash == digest
+    assert stored.confirmed_at is None and stored.unsubscribed_at is not None
     assert subscribers.is_suppressed(engine, "carol@example.com")
     assert subscribers.find_subscriber(engine, "carol@example.com") is not None
     # not re-added by hand or by import
@@ -292,6 +293,10 @@ def test_export_streams_csv_without_erased_rows(settings: Settings, engine: Engi
     assert rows[0]["email"] == "user0@example.com" and rows[0]["status"] == "confirmed"
     assert "user5@example.com" not in {r["email"] for r in rows}
     assert (rows[-1]["email"], rows[-1]["name"]) == ("o'brien+news@example.com", 'Doe, "J"')
+    # A name from the public form that a spreadsheet would run as a formula stays text.
+    subscribers.add(settings, engine, ["formula@example.com"], confirmed=True, name="=HYPERLINK(1)")
+    exported = list(csv.DictReader(io.StringIO("".join(subscribers.iter_export_csv(engine)))))
+    assert exported[-1]["name"] == "'=HYPERLINK(1)"
     out = io.StringIO()
     assert subscribers.export_csv(engine, out, status="pending") == 0
     assert out.getvalue().startswith("email,name,status")

@@ -251,11 +251,13 @@ def send_issue(
     # One helper thread: the request goes out on it while this thread prepares the next batch.
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="push")
     try:
+        # Frozen first, then read: a rebuild can no longer change the archive between
+        # reading what to send and the first batch (what was sent is what it shows).
+        _mark_sending(engine, issue_id)
         content = load_content(settings, engine, issue_id)
         if resend_uncertain:
             _batches, report.requeued = ledger.requeue_uncertain(engine, issue_id)
         report.total = ledger.recipients_to_send(engine, issue_id)
-        _mark_sending(engine, issue_id)
         state = SendProgress(issue_id=issue_id, total=report.total)
         builder = RecipientBuilder(settings)
         batch_size = max(1, min(settings.batch_size, messenger.max_batch_size))

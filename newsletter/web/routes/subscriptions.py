@@ -1,8 +1,10 @@
 """Double opt-in and unsubscribe: POST /subscribe, GET /confirm/{token}, POST /confirm/resend,
 GET and POST /unsubscribe/{token} (RFC 8058 one-click).
 
-Mails go out as background tasks after the answer is sent, so the answer (and its
-timing) is the same whether or not the address was known: no enumeration.
+POST /subscribe checks only the address's syntax while the client waits; storing
+it and mailing the confirmation happen in a background task after the answer is
+sent, so neither the answer nor its timing depends on whether the address was
+known: no enumeration.
 """
 
 from __future__ import annotations
@@ -126,6 +128,13 @@ def _send_safely(what: str, function: Any, *args: Any) -> None:
         log.exception("%s mail could not be sent", what)
 
 
+def _subscribe_safely(settings: Settings, engine: Any, address: str, **details: Any) -> None:
+    try:
+        subscribers.subscribe(settings, engine, address, send=True, **details)
+    except Exception:
+        log.exception("subscribe: could not record a subscription")
+
+
 @router.post(
     "/subscribe",
     summary="Start a double opt-in (form or JSON)",
@@ -146,27 +155,28 @@ async def subscribe(request: Request, background: BackgroundTasks) -> Response:
     email = fields.get("email", "")
     source = fields.get("source", "").strip()
     try:
-        result = await run_in_threadpool(
-            lambda: subscribers.subscribe(
-                w.settings,
-                w.engine,
-                email,
-                name=fields.get("name") or None,
-                ip=client_ip(request),
-                user_agent=request.headers.get("user-agent"),
-                source=source if _SOURCE_RE.match(source) else "web",
-                send=False,
-            )
+        # Only the address's syntax (and DNS, when that setting is on) is checked while the
+        # client waits: none of it depends on who is subscribed.
+        address = await run_in_threadpool(
+            subscribers.normalize_email, email, check_deliverability=w.settings.check_deliverability
         )
     except SubscriberError as exc:
         if wants_json(request):
             raise
         issues = await run_in_threadpool(list_issue_summaries, w.engine, limit=5)
         return page(request, "index.html", {"issues": issues, "email": email, "error": str(exc)}, status=422)
-    if result.mail_needed:
-        background.add_task(
-            _send_safely, "confirmation", subscribers.send_confirmation, w.settings, result.subscriber
-        )
+    # Everything that does depend on it (a known address, a new one, an unsubscribed one)
+    # happens after the answer is out, so neither the answer nor its timing tells.
+    background.add_task(
+        _subscribe_safely,
+        w.settings,
+        w.engine,
+        address,
+        name=fields.get("name") or None,
+        ip=client_ip(request),
+        user_agent=request.headers.get("user-agent"),
+        source=source if _SOURCE_RE.match(source) else "web",
+    )
     return _accepted(request, email)
 
 
