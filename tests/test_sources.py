@@ -568,3 +568,44 @@ def test_compact_page_with_an_odd_number_of_quotes() -> None:
     qa, zb = parse_page(render_compact(FakePage(a, b, personas)), source="x.txt").tools
     assert [r.quote for r in qa.reviews] == ["First on A.", "Last."]
     assert [r.quote for r in zb.reviews] == ["First on B."]
+
+
+def _as_markdown(text: str) -> str:
+    """Seed 000 as an editor would save it in Markdown: same content, Markdown structure."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    personas = {"Builder", "Skeptic", "Futurist", "Creator", "Founder"}
+    out: list[str] = []
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if line == "Decision":
+            tool_a, tool_b = lines[index + 1], lines[index + 2]
+            out += ["## Decision", "", f"| | {tool_a} | {tool_b} |", "|---|:---:|---:|"]
+            index += 3
+            while lines[index] != "Reviewer scorecard":
+                label, value_a, value_b = lines[index : index + 3]
+                out.append(f"| **{label}** | {value_a} | {value_b} |")
+                index += 3
+            out.append("")
+            continue
+        if line == "Reviewer scorecard" or line in personas:
+            out.append(("## " if line == "Reviewer scorecard" else "### ") + line)
+        elif "/100" in line:
+            out.append(f"**{line}**")
+        elif len(line) > 80 and out and out[-1].startswith("**"):
+            out.append(f"> {line}")  # a reviewer's quote
+        elif " vs " in line and not line.startswith("Compare"):
+            out.append(f"# {line}")
+        else:
+            out.append(line)
+        out.append("")
+        index += 1
+    return "\n".join(out)
+
+
+def test_a_page_saved_as_markdown_reads_like_the_text(tmp_path: Path) -> None:
+    markdown = tmp_path / "000.md"
+    markdown.write_text(_as_markdown(SEED_000.read_text(encoding="utf-8")), encoding="utf-8")
+    assert "| **Panel verdict** |" in markdown.read_text(encoding="utf-8")
+    [from_markdown] = parse_file(markdown)
+    assert from_markdown.model_dump() == parse_seed(SEED_000).model_dump()

@@ -102,7 +102,10 @@ class _PageParser:
         raw = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
         self.total_lines = max(len(raw), 1)
         self.lines = [
-            Line(number, cleaned) for number, line in enumerate(raw, start=1) if (cleaned := _clean(line))
+            Line(number, cleaned)
+            for number, line in enumerate(raw, start=1)
+            for cell in _markdown_cells(line)
+            if (cleaned := _clean(cell))
         ]
 
     # --- helpers -----------------------------------------------------------------
@@ -446,6 +449,30 @@ class _PageParser:
 
 
 # --- small pure helpers ------------------------------------------------------------------
+
+
+_MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)(?:\s+#+)?\s*$")
+_MD_QUOTE_OR_BULLET = re.compile(r"^\s{0,3}(?:>\s?|[-*+]\s+)(?=\S)")
+_MD_EMPHASIS = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
+_MD_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
+
+
+def _markdown_cells(line: str) -> list[str]:
+    """A page saved as Markdown reads like the plain text: headings, emphasis, quote and
+    list markers are dropped, and a table row ``| label | A | B |`` becomes one line per
+    cell (the Decision table's label / tool A / tool B lines)."""
+    stripped = line.strip()
+    if _MD_TABLE_RULE.match(stripped) and "-" in stripped:
+        return []
+    if stripped.startswith("|") and stripped.endswith("|") and len(stripped) > 1:
+        return [_markdown_inline(cell) for cell in stripped[1:-1].split("|")]
+    heading = _MD_HEADING.match(line)
+    line = heading.group(1) if heading else _MD_QUOTE_OR_BULLET.sub("", line, count=1)
+    return [_markdown_inline(line)]
+
+
+def _markdown_inline(text: str) -> str:
+    return _MD_EMPHASIS.sub(r"\2", text)
 
 
 def _clean(line: str) -> str:
