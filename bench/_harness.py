@@ -1,17 +1,8 @@
-"""Shared bench plumbing: run a stage in a child process and read its peak RSS.
-
-Each stage runs as ``python bench/run.py --stage NAME ...`` in its own process so
-``os.wait4`` reports that child's own peak RSS (``ru_maxrss``), not the sum of
-everything the orchestrator ran before.
-"""
+"""Shared bench plumbing: the Figure every stage reports, ports, timing, a throwaway PostgreSQL."""
 
 from __future__ import annotations
 
-import json
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -47,31 +38,6 @@ class Figure:
         data = asdict(self)
         data["ratio"] = self.ratio
         return data
-
-
-def run_child(
-    args: list[str], *, timeout: float, env: dict[str, str] | None = None
-) -> tuple[list[dict[str, Any]], float]:
-    """Run ``bench/run.py --stage …`` in a child; return its JSON figures and its peak RSS in MB."""
-    command = [sys.executable, str(ROOT / "bench" / "run.py"), *args, "--emit-json"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, env={**os.environ, **(env or {})}, cwd=ROOT)
-    deadline = time.monotonic() + timeout
-    while True:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() > deadline:
-            process.kill()
-            _pid, status, usage = os.wait4(process.pid, 0)
-            raise TimeoutError(f"stage {' '.join(args)} took more than {timeout:.0f}s")
-        time.sleep(0.05)
-    assert process.stdout is not None
-    out = process.stdout.read().decode()
-    process.stdout.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"stage {' '.join(args)} failed (exit {os.waitstatus_to_exitcode(status)})")
-    line = [line for line in out.splitlines() if line.startswith("{")][-1]
-    return json.loads(line)["figures"], usage.ru_maxrss / 1024
 
 
 def free_port() -> int:

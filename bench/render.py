@@ -30,10 +30,18 @@ TARGET_SUBSTITUTION_US = 20.0
 def measure(runs: int, recipients: int) -> dict[str, float]:
     """Median ms per stage of a 5-comparison issue, the bare ``mjml2html`` on the same MJML,
     and µs per recipient of personalisation."""
+    # Settings from defaults only (no .env, no developer environment).
+    here = os.getcwd()
+    os.chdir(tempfile.mkdtemp(prefix="nl-bench-"))
+    try:
+        return _measure(runs, recipients)
+    finally:
+        os.chdir(here)
+
+
+def _measure(runs: int, recipients: int) -> dict[str, float]:
     import mjml
 
-    # Settings from defaults only (no .env, no developer environment).
-    os.chdir(tempfile.mkdtemp(prefix="nl-bench-"))
     from newsletter.config import load_settings
     from newsletter.render import Renderer, substitutions
     from tests.support.sample_comparisons import five_comparisons, issue_content_for

@@ -22,8 +22,10 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -46,27 +48,34 @@ def _env(tmp: Path, database_url: str) -> dict[str, str]:
     }
 
 
-async def _hammer(url: str, requests: int, concurrency: int, tag: str) -> tuple[float, dict[int, int]]:
-    """Keep-alive connections speaking raw HTTP/1.1: a load generator light enough that the
-    server, not the client, is what gets measured (httpx costs about as much CPU as uvicorn)."""
-    from urllib.parse import quote, urlsplit
+def subscribe_request(host: str, port: int, address: str) -> bytes:
+    body = f"email={quote(address)}&name=Reader".encode()
+    head = (
+        f"POST /subscribe HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\nAccept: text/html\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
 
+
+def get_request(host: str, port: int, path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+
+
+async def hammer(
+    url: str, requests: int, concurrency: int, request_for: Callable[[str, int, int], bytes]
+) -> tuple[float, dict[int, int]]:
+    """Keep-alive connections speaking raw HTTP/1.1: a load generator light enough that the
+    server, not the client, is what gets measured (httpx costs about as much CPU as uvicorn).
+
+    ``request_for(host, port, n)`` gives the bytes of request ``n`` (negative: warm-ups)."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     statuses: dict[int, int] = {}
     counter = iter(range(requests))
 
-    def request(address: str) -> bytes:
-        body = f"email={quote(address)}&name=Reader".encode()
-        head = (
-            f"POST /subscribe HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            "Content-Type: application/x-www-form-urlencoded\r\nAccept: text/html\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        )
-        return head.encode() + body
-
-    async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, address: str) -> None:
-        writer.write(request(address))
+    async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> None:
+        writer.write(request_for(host, port, number))
         await writer.drain()
         head = await reader.readuntil(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1])
@@ -75,15 +84,16 @@ async def _hammer(url: str, requests: int, concurrency: int, tag: str) -> tuple[
             if line.lower().startswith(b"content-length:"):
                 length = int(line.split(b":", 1)[1])
         await reader.readexactly(length)
-        statuses[status] = statuses.get(status, 0) + 1
+        if number >= 0:  # warm-ups are not measured
+            statuses[status] = statuses.get(status, 0) + 1
 
     async def worker(number: int) -> None:
         reader, writer = await asyncio.open_connection(host, port)
         try:
-            await one(reader, writer, f"warmup{number}.{tag}@example.com")
+            await one(reader, writer, -1 - number)
             await ready.wait()
             for index in counter:
-                await one(reader, writer, f"bench{index}.{tag}@example.com")
+                await one(reader, writer, index)
         finally:
             writer.close()
 
@@ -94,7 +104,6 @@ async def _hammer(url: str, requests: int, concurrency: int, tag: str) -> tuple[
     ready.set()
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - started
-    statuses[200] = statuses.get(200, 0) - concurrency  # the warm-up requests
     return requests / elapsed, statuses
 
 
@@ -113,16 +122,83 @@ def bench_subscribes(
         tmp = Path(folder)
         env = {**_env(tmp, database_url), "NEWSLETTER_OUTBOX_DIR": box}
         with uvicorn_process(env=env, workers=workers) as server:
-            rate, statuses = asyncio.run(_hammer(server.url, requests, concurrency, os.urandom(3).hex()))
+            tag = os.urandom(3).hex()
+
+            def request_for(host: str, port: int, number: int) -> bytes:
+                return subscribe_request(host, port, f"bench{number}.{tag}@example.com")
+
+            rate, statuses = asyncio.run(hammer(server.url, requests, concurrency, request_for))
+            # The raw limit: the same server answering its cheapest route.
+            healthz, _ = asyncio.run(
+                hammer(server.url, requests, concurrency, lambda h, p, _n: get_request(h, p, "/healthz"))
+            )
         # every accepted request wrote its confirmation mail (the background task ran)
         deadline = time.monotonic() + 10
         while len(list(Path(box).glob("*.eml"))) < requests + concurrency and time.monotonic() < deadline:
             time.sleep(0.1)
         mails = len(list(Path(box).glob("*.eml")))
-    return {"rate": rate, "statuses": statuses, "mails": mails}
+    return {"rate": rate, "healthz_rate": healthz, "statuses": statuses, "mails": mails}
 
 
-def _write_csv(path: Path, rows: int) -> None:
+def bench_webhooks(database_url: str, events: int, per_request: int = 1000) -> dict[str, Any]:
+    """Signed SendGrid event batches (ECDSA verified, stored once per sg_event_id) per second."""
+    import base64
+    import json
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tests.support.server import uvicorn_process
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    now = int(time.time())
+    bodies = []
+    for start in range(0, events, per_request):
+        batch = [
+            {
+                "email": f"reader{n}@example.com",
+                "event": ("delivered", "open", "click")[n % 3],
+                "timestamp": now,
+                "sg_event_id": f"bench-{now}-{n}",
+                "issue_id": "2026-W48",
+                "subscriber_id": str(n),
+            }
+            for n in range(start, min(events, start + per_request))
+        ]
+        bodies.append(json.dumps(batch).encode())
+    signed = []
+    for body in bodies:
+        stamp = str(now)
+        signature = base64.b64encode(key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))).decode()
+        signed.append((body, signature, stamp))
+
+    def request_for(host: str, port: int, number: int) -> bytes:
+        if number < 0:
+            return get_request(host, port, "/healthz")
+        body, signature, stamp = signed[number]
+        head = (
+            f"POST /webhooks/sendgrid HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            "Content-Type: application/json\r\n"
+            f"X-Twilio-Email-Event-Webhook-Signature: {signature}\r\n"
+            f"X-Twilio-Email-Event-Webhook-Timestamp: {stamp}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        return head.encode() + body
+
+    with tempfile.TemporaryDirectory(prefix="nl-bench-hook-") as folder:
+        env = {
+            **_env(Path(folder), database_url),
+            "NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY": base64.b64encode(public).decode(),
+        }
+        with uvicorn_process(env=env) as server:
+            rate, statuses = asyncio.run(hammer(server.url, len(signed), 2, request_for))
+    return {"rate": rate * per_request, "requests": len(signed), "statuses": statuses}
+
+
+def write_csv(path: Path, rows: int) -> None:
     with open(path, "w", encoding="utf-8", newline="") as handle:
         handle.write("email,name\n")
         for index in range(rows):
@@ -149,7 +225,7 @@ def bench_import(database_url: str, rows: int) -> dict[str, Any]:
         )
         engine = open_database(database_url)
         path = tmp / "subscribers.csv"
-        _write_csv(path, rows)
+        write_csv(path, rows)
         started = time.perf_counter()
         report = import_csv(settings, engine, path, confirmed=True)
         elapsed = time.perf_counter() - started
