@@ -18,6 +18,7 @@ messages built entirely by the email package).
 from __future__ import annotations
 
 import binascii
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -59,24 +60,9 @@ class MessageTemplate:
     """One issue's message, built once; ``render`` makes each recipient's copy."""
 
     def __init__(self, content: Content, *, domain: str | None = None) -> None:
-        skeleton = EmailMessage(policy=MESSAGE_POLICY)
-        skeleton["From"] = content.from_email
-        if content.reply_to:
-            skeleton["Reply-To"] = content.reply_to
-        if content.issue_id:
-            skeleton["X-Newsletter-Issue"] = content.issue_id
-        skeleton.set_content(_TEXT_SENTINEL.decode(), subtype="plain", cte="quoted-printable")
-        skeleton.add_alternative(_HTML_SENTINEL.decode(), subtype="html", cte="quoted-printable")
-        head, _, body = skeleton.as_bytes().partition(b"\r\n\r\n")
-        before_text, _, rest = body.partition(_TEXT_SENTINEL + b"\r\n")
-        between, _, after_html = rest.partition(_HTML_SENTINEL + b"\r\n")
-        if not after_html:
-            raise ValueError("the email package laid the message out unexpectedly")
-        # The sentinels' own line ends were taken out above: each part below ends its
-        # last line itself (a hard or a soft line break).
-        self._static_head = head + b"\r\n\r\n" + before_text
-        self._between = between
-        self._after = after_html
+        self._static_head, self._between, self._after = _skeleton(
+            content.from_email, content.reply_to, content.issue_id
+        )
         self._subject = content.subject
         self._text = _EncodedPart(content.text)
         self._html = _EncodedPart(content.html)
@@ -104,6 +90,32 @@ class MessageTemplate:
             )
         )
         return Mail(message_id=message_id, data=data)
+
+
+@functools.lru_cache(maxsize=64)
+def _skeleton(from_email: str, reply_to: str | None, issue_id: str | None) -> tuple[bytes, bytes, bytes]:
+    """The message around its two parts, as the email package lays it out: (head, between, after).
+
+    Cached: it depends on nothing personal, and building it is most of the cost of a
+    single message (a confirmation mail). One boundary for many messages is fine: a
+    quoted-printable body never contains "==".
+    """
+    skeleton = EmailMessage(policy=MESSAGE_POLICY)
+    skeleton["From"] = from_email
+    if reply_to:
+        skeleton["Reply-To"] = reply_to
+    if issue_id:
+        skeleton["X-Newsletter-Issue"] = issue_id
+    skeleton.set_content(_TEXT_SENTINEL.decode(), subtype="plain", cte="quoted-printable")
+    skeleton.add_alternative(_HTML_SENTINEL.decode(), subtype="html", cte="quoted-printable")
+    head, _, body = skeleton.as_bytes().partition(b"\r\n\r\n")
+    before_text, _, rest = body.partition(_TEXT_SENTINEL + b"\r\n")
+    between, _, after_html = rest.partition(_HTML_SENTINEL + b"\r\n")
+    if not after_html:
+        raise ValueError("the email package laid the message out unexpectedly")
+    # The sentinels' own line ends were taken out above: each part ends its last line
+    # itself (a hard or a soft line break).
+    return head + b"\r\n\r\n" + before_text, between, after_html
 
 
 class _EncodedPart:
