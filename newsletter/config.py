@@ -7,6 +7,7 @@ documented in README.md (``tests/test_config.py`` checks it). Secrets are
 
 from __future__ import annotations
 
+import re
 import secrets
 import zoneinfo
 from functools import lru_cache
@@ -105,6 +106,14 @@ class Settings(BaseSettings):
     @field_validator("schedule")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
+        fields = value.split()
+        # APScheduler 3 numbers weekdays from Monday=0, cron from Sunday=0: "0 9 * * 1"
+        # would run on Tuesdays. Names mean the same to both, so only names are taken.
+        if len(fields) == 5 and re.search(r"\d", re.sub(r"/\d+", "", fields[4])):
+            raise ValueError(
+                f"use weekday names in {value!r} (MON, TUE-FRI...): APScheduler counts weekdays "
+                "from Monday=0, cron from Sunday=0, so numbers would run on the wrong day"
+            )
         try:
             CronTrigger.from_crontab(value)
         except ValueError as exc:

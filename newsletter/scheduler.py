@@ -23,6 +23,7 @@ starts later leaves the stale slot alone.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import logging
@@ -103,8 +104,9 @@ def current_slot(settings: Settings, now: datetime) -> Slot | None:
     zone = ZoneInfo(settings.timezone)
     now_local = now.astimezone(zone)
     window = timedelta(days=1)
+    year = timedelta(days=400)
     # Look back over a growing window (bounded: a year) until a fire time turns up.
-    while window <= timedelta(days=400):
+    while True:
         fire = trigger.get_next_fire_time(None, now_local - window)
         last: datetime | None = None
         steps = 0
@@ -114,8 +116,9 @@ def current_slot(settings: Settings, now: datetime) -> Slot | None:
             steps += 1
         if last is not None:
             return Slot(key=f"{last:%Y-%m-%dT%H:%M} {settings.timezone}", fire_time=last)
-        window *= 2
-    return None
+        if window >= year:
+            return None
+        window = min(window * 2, year)
 
 
 # --- the instance lock ------------------------------------------------------------------
@@ -192,21 +195,66 @@ def run_tick(
     # A send that started and did not finish is resumed whatever the time: half the
     # list has the issue, the other half must get it too. Only a slot that never
     # started is subject to the grace time (no stale issue goes out days late).
-    if late > timedelta(seconds=settings.misfire_grace_time) and not _unfinished(engine, slot):
-        upcoming = next_run_times(settings, after=now, count=1)
-        when = f"; next run {upcoming[0]:%Y-%m-%d %H:%M %Z}" if upcoming else ""
-        return TickResult(
-            "missed",
-            f"slot {slot.key} was {_duration(late)} ago, past the grace time of "
-            f"{_duration(timedelta(seconds=settings.misfire_grace_time))}: not sending a stale issue{when}",
-            slot,
-        )
+    stale = late > timedelta(seconds=settings.misfire_grace_time) and not _unfinished(engine, slot)
     with instance_lock(engine) as got:
         if not got:
             return TickResult(
                 "taken", f"slot {slot.key} is already taken: another instance is running the weekly job", slot
             )
-        return _run_claimed_slot(settings, engine, slot, now=now, worker=worker, stop=stop, progress=progress)
+        resumed = _resume_earlier_slots(
+            settings, engine, slot, now=now, worker=worker, stop=stop, progress=progress
+        )
+        if stop is not None and stop.is_set():
+            return resumed[-1] if resumed else TickResult("stopped", "stopped before it started", slot)
+        if stale:
+            result = _missed(settings, slot, late, now)
+        else:
+            result = _run_claimed_slot(
+                settings, engine, slot, now=now, worker=worker, stop=stop, progress=progress
+            )
+    if resumed:
+        earlier = "; ".join(item.message for item in resumed)
+        result = dataclasses.replace(result, message=f"{earlier}\n{result.message}")
+    return result
+
+
+def _missed(settings: Settings, slot: Slot, late: timedelta, now: datetime) -> TickResult:
+    upcoming = next_run_times(settings, after=now, count=1)
+    when = f"; next run {upcoming[0]:%Y-%m-%d %H:%M %Z}" if upcoming else ""
+    grace = _duration(timedelta(seconds=settings.misfire_grace_time))
+    return TickResult(
+        "missed",
+        f"slot {slot.key} was {_duration(late)} ago, past the grace time of {grace}: "
+        f"not sending a stale issue{when}",
+        slot,
+    )
+
+
+def _resume_earlier_slots(
+    settings: Settings,
+    engine: Engine,
+    current: Slot,
+    *,
+    now: datetime,
+    worker: str,
+    stop: threading.Event | None,
+    progress: Callable[..., Any] | None,
+) -> list[TickResult]:
+    """Finish the sends of earlier slots that started and were cut short (a crash, a restart).
+
+    Their issue is frozen and half the list has it: the other half must get it, even
+    weeks later, and before this slot's issue.
+    """
+    results = []
+    for row in unfinished_slots(engine):
+        if row.key == current.key or (stop is not None and stop.is_set()):
+            continue
+        log.warning("weekly job: resuming the unfinished send of slot %s (issue %s)", row.key, row.issue_id)
+        earlier = Slot(key=row.key, fire_time=row.claimed_at)
+        results.append(
+            _run_claimed_slot(settings, engine, earlier, now=now, worker=worker, stop=stop, progress=progress)
+        )
+    return results
 
 
 def _run_claimed_slot(
@@ -266,8 +314,8 @@ def _run_claimed_slot(
     # Not interrupted, yet not finished: recipients whose batch's fate is unknown (a crash
     # mid-request). They are never resent silently: the editor decides.
     detail = (
-        f"incomplete ({summary}): see `newsletter status {issue_id}`, "
-        f"then `newsletter send {issue_id} --resend-uncertain` if they did not get it"
+        f"incomplete ({summary}): recipients still in flight, left by a crash or held by another "
+        f"send that is still running; `newsletter status {issue_id}` says which"
     )
     _finish(engine, slot, "incomplete", detail=detail, final=False)
     log.warning("weekly job: slot %s %s", slot.key, detail)
@@ -286,7 +334,8 @@ def _claim(engine: Engine, slot: Slot, worker: str) -> ScheduleSlotRow:
     with session_scope(engine) as session:
         row = session.get(ScheduleSlotRow, slot.key)
         assert row is not None
-        if row.outcome not in FINAL_OUTCOMES and row.claimed_by != worker:
+        if row.outcome not in FINAL_OUTCOMES and (row.claimed_by != worker or row.outcome != "running"):
+            # Also when the worker name is ours: host:pid repeats across container restarts.
             log.warning("resuming slot %s left %s by %s", slot.key, row.outcome, row.claimed_by)
             row.claimed_by = worker
             row.outcome = "running"
@@ -350,6 +399,18 @@ def _summary(report: SendReport) -> str:
     return ", ".join(parts)
 
 
+def unfinished_slots(engine: Engine) -> list[ScheduleSlotRow]:
+    """Slots whose issue started sending and did not finish, oldest first."""
+    with session_scope(engine) as session:
+        rows = session.scalars(
+            select(ScheduleSlotRow)
+            .where(ScheduleSlotRow.outcome.not_in(FINAL_OUTCOMES), ScheduleSlotRow.issue_id.is_not(None))
+            .order_by(ScheduleSlotRow.claimed_at)
+            .limit(50)
+        )
+        return list(rows)
+
+
 def _unfinished(engine: Engine, slot: Slot) -> bool:
     """True when ``slot`` started an issue that has not finished sending."""
     with session_scope(engine) as session:
@@ -393,7 +454,7 @@ def start_scheduler(
     now = now or datetime.now(UTC)
     slot = current_slot(settings, now)
     first_run: datetime | None = None
-    if slot is not None and _unfinished(engine, slot):
+    if unfinished_slots(engine):
         first_run = now  # a send cut short (crash, restart): resume it at once
     elif slot is not None and now - slot.fire_time <= timedelta(seconds=settings.misfire_grace_time):
         first_run = slot.fire_time

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
 from newsletter.config import Settings, load_settings
+from newsletter.errors import ConfigError
 from newsletter.scheduler import current_slot, instance_lock, next_run_times, run_tick
 
 
@@ -84,3 +86,10 @@ def test_instance_lock_excludes_a_second_process(engine: Engine) -> None:
         assert _second_lock_attempt(engine) is False
     # Released: the next process gets it.
     assert _second_lock_attempt(engine) is True
+
+
+def test_numeric_weekdays_are_refused_because_apscheduler_counts_from_monday(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="weekday names"):
+        load_settings(schedule="0 9 * * 1", data_dir=tmp_path)
+    assert load_settings(schedule="0 9 * * MON-FRI", data_dir=tmp_path).schedule == "0 9 * * MON-FRI"
+    assert load_settings(schedule="0 9 */2 * *", data_dir=tmp_path).schedule == "0 9 */2 * *"

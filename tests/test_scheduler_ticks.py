@@ -231,8 +231,9 @@ def test_tick_killed_mid_send_resumes_the_same_issue(
 
     fake.delay = 0.0
     again = run_cli(tick_env, "tick", "--now", NOW, timeout=90)
-    assert again.returncode == 0, again.stderr
-    assert f"slot {SLOT}" in again.stdout and ISSUE in again.stdout, again.stdout
+    # Incomplete (the uncertain batch needs an editor): a non-zero exit a cron wrapper sees.
+    assert again.returncode == 1, again.stderr
+    assert f"slot {SLOT}" in again.stderr and ISSUE in again.stderr, again.stderr
     assert f"resuming slot {SLOT} left running" in again.stderr  # the dead tick's claim, taken over
 
     assert list(_issues(engine)) == [ISSUE]  # no second issue for the slot
@@ -245,12 +246,12 @@ def test_tick_killed_mid_send_resumes_the_same_issue(
     row = _slots(engine)[SLOT]
     # Not final: the editor resolves the uncertain batch (`newsletter send --resend-uncertain`).
     assert (row.outcome, row.issue_id, row.finished_at) == ("incomplete", ISSUE, None)
-    assert "--resend-uncertain" in (row.detail or "")
+    assert f"newsletter status {ISSUE}" in (row.detail or "")
 
     # A third tick in the slot still builds nothing new and mails nobody again.
     before = fake.accepted_requests
     third = run_cli(tick_env, "tick", "--now", NOW, timeout=60)
-    assert third.returncode == 0, third.stderr
+    assert third.returncode == 1 and "incomplete" in third.stderr, third.stderr
     assert fake.accepted_requests == before
     assert list(_issues(engine)) == [ISSUE]
 
@@ -423,6 +424,32 @@ def test_graceful_stop_mid_send_leaves_the_slot_open_and_the_next_tick_finishes(
     again = run_tick(settings, engine, now=now + timedelta(minutes=30), worker="test:late")
     assert again.outcome == "done" and "already taken" in again.message
     assert fake.accepted_requests == 5  # 100 + 4 more batches of at most 100
+
+
+def test_a_send_cut_short_is_finished_by_a_later_week_s_tick(
+    setup: tuple[Settings, Engine], fake: FakeSendGrid
+) -> None:
+    """Stopped in week 48 and not restarted that week: week 49's tick finishes W48 first."""
+    settings, engine = setup
+    emails = set(add_subscribers(engine, 250))
+    stop = threading.Event()
+    stopped = run_tick(
+        settings,
+        engine,
+        now=datetime.fromisoformat(NOW),
+        worker="test:w48",
+        stop=stop,
+        progress=lambda _state: stop.set(),
+    )
+    assert stopped.outcome == "stopped" and _issues(engine) == {ISSUE: "sending"}
+
+    next_week = datetime.fromisoformat("2026-11-30T09:05:00+01:00")
+    result = run_tick(settings, engine, now=next_week, worker="test:w49")
+    assert f"slot {SLOT}: sent issue {ISSUE}" in result.message, result.message
+    assert result.outcome == "nothing_new"  # week 49 itself: no new comparison since
+    assert _slots(engine)[SLOT].outcome == "sent"
+    assert _issues(engine) == {ISSUE: "sent"}
+    _assert_everyone_once(fake, emails)
 
 
 # --- the admin page shows the schedule ------------------------------------------------------------

@@ -57,10 +57,13 @@ def tick(
 
     settings, engine = settings_and_engine()
     result = run_tick(settings, engine, now=_parse_now(now))
-    if result.outcome == "error":
+    if result.outcome in ("error", "incomplete"):
+        # Both need someone to look: a cron wrapper sees a non-zero exit.
         err_console.print(f"error: {result.message}")
         raise typer.Exit(1)
     console.print(result.message)
+    if result.outcome == "stopped":
+        raise typer.Exit(130)
     if result.issue_id and result.outcome == "sent":
         console.print(result.issue_id)
 
