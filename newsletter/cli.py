@@ -7,7 +7,6 @@ traceback; usage errors exit 2 (click's own convention).
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import typer
@@ -16,6 +15,7 @@ from typer.core import TyperGroup
 
 from newsletter.commands import comparisons, delivery, issues, server, subscribers
 from newsletter.commands._console import make_console
+from newsletter.config import load_settings
 from newsletter.errors import NewsletterError
 
 err_console = make_console(stderr=True)
@@ -49,9 +49,16 @@ server.register(app)
 def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what happens."),
 ) -> None:
-    named = os.environ.get("NEWSLETTER_LOG_LEVEL", "WARNING").upper()
-    level = logging.DEBUG if verbose else getattr(logging, named, logging.WARNING)
+    level = logging.DEBUG if verbose else getattr(logging, _configured_log_level())
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _configured_log_level() -> str:
+    """LOG_LEVEL from the settings; invalid settings are reported by the command itself."""
+    try:
+        return load_settings().log_level
+    except NewsletterError:
+        return "WARNING"
 
 
 def main() -> None:

@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     timezone: str = "UTC"
     misfire_grace_time: int = Field(default=6 * 3600, ge=1)
     scheduler: Literal["on", "off"] = "on"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
     # --- subscribers and web -------------------------------------------------------------
     confirm_token_max_age: int = Field(default=7 * 24 * 3600, gt=0)
