@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from newsletter.config import Settings
 from newsletter.db import open_database
-from newsletter.tables import DeliveryBatchRow, DeliveryRow, IssueRow, SubscriberRow
-from tests.support.delivery_fixtures import add_subscribers, make_issue, popen_cli, run_cli
+from newsletter.tables import DeliveryBatchRow, DeliveryRow
+from tests.support.delivery_fixtures import (
+    add_subscribers,
+    in_flight_emails,
+    issue_status,
+    ledger_states,
+    make_issue,
+    popen_cli,
+    run_cli,
+    wait_for,
+)
 from tests.support.fake_sendgrid import API_KEY, FakeSendGrid
 
 pytestmark = pytest.mark.slow
@@ -50,38 +59,8 @@ def setup(sg_env: dict[str, str]) -> tuple[Settings, Engine]:
     return settings, open_database(settings.database_url)
 
 
-def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
-def _states(engine: Engine, issue_id: str) -> dict[str, int]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(DeliveryRow.state, func.count())
-            .where(DeliveryRow.issue_id == issue_id)
-            .group_by(DeliveryRow.state)
-        )
-        return {state: count for state, count in rows}
-
-
-def _in_flight_emails(engine: Engine, issue_id: str) -> set[str]:
-    with engine.connect() as conn:
-        return set(
-            conn.scalars(
-                select(SubscriberRow.email)
-                .join(DeliveryRow, DeliveryRow.subscriber_id == SubscriberRow.id)
-                .where(DeliveryRow.issue_id == issue_id, DeliveryRow.state == "in_flight")
-            )
-        )
-
-
-def _issue_status(engine: Engine, issue_id: str) -> str:
-    with engine.connect() as conn:
-        return str(conn.execute(select(IssueRow.status).where(IssueRow.id == issue_id)).scalar_one())
 
 
 def test_sigkill_mid_send_then_resume_then_resend_uncertain(
@@ -94,7 +73,7 @@ def test_sigkill_mid_send_then_resume_then_resend_uncertain(
 
     process = popen_cli(sg_env, "send", issue, "--yes")
     try:
-        _wait_for(lambda: fake.received >= 3, 60, "the third request")
+        wait_for(lambda: fake.received >= 3, 60, "the third request")
         time.sleep(0.1)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
@@ -107,9 +86,9 @@ def test_sigkill_mid_send_then_resume_then_resend_uncertain(
         process.stderr.close()
     assert process.returncode == -signal.SIGKILL
 
-    states = _states(engine, issue)
+    states = ledger_states(engine, issue)
     assert 0 < states.get("in_flight", 0) <= 100  # at most one batch per process
-    uncertain = _in_flight_emails(engine, issue)
+    uncertain = in_flight_emails(engine, issue)
 
     fake.delay = 0.0
     resumed = run_cli(sg_env, "send", issue, "--yes")
@@ -118,8 +97,8 @@ def test_sigkill_mid_send_then_resume_then_resend_uncertain(
     counts = fake.address_counts()
     assert max(counts.values()) == 1  # nobody twice
     assert set(counts) | uncertain == emails  # everybody else mailed
-    assert _in_flight_emails(engine, issue) == uncertain
-    assert _issue_status(engine, issue) == "sending"
+    assert in_flight_emails(engine, issue) == uncertain
+    assert issue_status(engine, issue) == "sending"
 
     status = run_cli(sg_env, "status", issue)
     assert status.returncode == 0, status.stderr
@@ -139,8 +118,8 @@ def test_sigkill_mid_send_then_resume_then_resend_uncertain(
     twice = {email for email, count in counts.items() if count > 1}
     assert twice <= uncertain  # only what --resend-uncertain resent
     assert max(counts.values()) <= 2
-    assert _states(engine, issue) == {"sent": 2000}
-    assert _issue_status(engine, issue) == "sent"
+    assert ledger_states(engine, issue) == {"sent": 2000}
+    assert issue_status(engine, issue) == "sent"
 
 
 def test_two_concurrent_send_processes_split_the_work(
@@ -166,8 +145,8 @@ def test_two_concurrent_send_processes_split_the_work(
 
     counts = fake.address_counts()
     assert set(counts) == emails and set(counts.values()) == {1}
-    assert _states(engine, issue) == {"sent": 3000}
-    assert _issue_status(engine, issue) == "sent"
+    assert ledger_states(engine, issue) == {"sent": 3000}
+    assert issue_status(engine, issue) == "sent"
     with engine.connect() as conn:
         workers = set(conn.scalars(select(DeliveryBatchRow.worker).where(DeliveryBatchRow.issue_id == issue)))
     assert len(workers) == 2  # both processes took batches
@@ -182,7 +161,7 @@ def test_sigterm_finishes_the_batch_and_exits_130(
     fake.delay = 0.2
     process = popen_cli(sg_env, "send", issue, "--yes")
     try:
-        _wait_for(lambda: fake.received >= 2, 60, "the second request")
+        wait_for(lambda: fake.received >= 2, 60, "the second request")
         process.send_signal(signal.SIGTERM)
         _out, err = process.communicate(timeout=30)
     finally:
@@ -191,7 +170,7 @@ def test_sigterm_finishes_the_batch_and_exits_130(
             process.wait(timeout=10)
     assert process.returncode == 130, err
     assert f"newsletter send {issue}" in err and "resume" in err
-    states = _states(engine, issue)
+    states = ledger_states(engine, issue)
     assert states.get("in_flight", 0) == 0  # the current batch was finished and recorded
     assert 0 < states["sent"] < 1000
 
@@ -223,7 +202,7 @@ def test_send_refuses_without_a_terminal_or_yes(
     assert test.returncode == 0, test.stderr
     assert sorted(fake.addresses()) == ["boss@example.org", "editor@example.com"]
     assert fake.bodies[-1]["subject"].startswith("[TEST] ")
-    assert _states(engine, issue) == {}
+    assert ledger_states(engine, issue) == {}
 
     missing = run_cli(sg_env, "send", "1999-W01", "--yes")
     assert missing.returncode == 1 and "1999-W01" in missing.stderr and "Traceback" not in missing.stderr

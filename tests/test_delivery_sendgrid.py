@@ -14,9 +14,10 @@ from newsletter.config import Settings, get_settings
 from newsletter.delivery import delivery_status, dry_run, send_issue, send_test
 from newsletter.errors import ProviderRejectedError, ProviderUnavailableError
 from newsletter.render import PLACEHOLDERS, TEXT_PLACEHOLDERS
-from newsletter.tables import DeliveryRow, IssueRow
+from newsletter.tables import DeliveryRow
 from tests.support.delivery_fixtures import (
     add_subscribers,
+    issue_status,
     make_issue,
     subscriber_ids,
     suppress,
@@ -53,10 +54,6 @@ def sg_engine(sg_settings: Settings) -> Engine:
 
     return open_database(sg_settings.database_url)
 
-
-def _issue_status(engine: Engine, issue_id: str) -> str:
-    with engine.connect() as conn:
-        return str(conn.execute(select(IssueRow.status).where(IssueRow.id == issue_id)).scalar_one())
 
 
 def _resolve_unsubscribe(settings: Settings, engine: Engine, url: str) -> int | None:
@@ -100,7 +97,7 @@ def test_2500_subscribers_three_requests_each_address_once(
         assert item["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         urls.add(url)
     assert len(urls) == 2500
-    assert _issue_status(sg_engine, issue) == "sent"
+    assert issue_status(sg_engine, issue) == "sent"
     status = delivery_status(sg_engine, issue)
     assert status.counts["sent"] == 2500 and not status.uncertain
 
@@ -129,7 +126,7 @@ def test_429_and_500_are_retried_and_nobody_is_mailed_twice(
     assert fake.statuses[:2] == [429, 500]
     counts = fake.address_counts()
     assert set(counts) == set(emails) and set(counts.values()) == {1}
-    assert _issue_status(sg_engine, issue) == "sent"
+    assert issue_status(sg_engine, issue) == "sent"
 
 
 def test_400_stops_with_the_field_then_the_rest_is_sent_after_the_fix(
@@ -138,7 +135,7 @@ def test_400_stops_with_the_field_then_the_rest_is_sent_after_the_fix(
     issue = make_issue(sg_settings, sg_engine)
     emails = add_subscribers(sg_engine, 2500)
     send_issue(sg_settings, sg_engine, issue, provider="sendgrid")  # warm: nothing special
-    assert _issue_status(sg_engine, issue) == "sent"
+    assert issue_status(sg_engine, issue) == "sent"
 
     # A second issue: the first batch goes, the second is refused.
     second = make_issue(sg_settings, sg_engine, "2026-W49")
@@ -160,14 +157,14 @@ def test_400_stops_with_the_field_then_the_rest_is_sent_after_the_fix(
     assert len(fake.addresses()) == 1000
     status = delivery_status(sg_engine, second)
     assert status.counts["sent"] == 1000 and status.counts["in_flight"] == 0
-    assert _issue_status(sg_engine, second) == "sending"
+    assert issue_status(sg_engine, second) == "sending"
 
     fake.clear_failures()
     report = send_issue(sg_settings, sg_engine, second)
     assert report.sent == 1500
     counts = fake.address_counts()
     assert set(counts) == set(emails) and set(counts.values()) == {1}
-    assert _issue_status(sg_engine, second) == "sent"
+    assert issue_status(sg_engine, second) == "sent"
 
 
 @pytest.mark.parametrize("status", [401, 403, 413])
@@ -222,7 +219,7 @@ def test_a_slow_answer_is_never_retried_so_nobody_is_mailed_twice(
     report = send_issue(settings, sg_engine, issue, resend_uncertain=True)
     assert report.requeued == 3 and report.sent == 3
     assert fake.address_counts() == dict.fromkeys(emails, 2)  # the resend is the only second mail
-    assert _issue_status(sg_engine, issue) == "sent"
+    assert issue_status(sg_engine, issue) == "sent"
 
 
 def test_a_refused_connection_is_retried_and_then_left_pending(
@@ -303,4 +300,4 @@ def test_test_send_goes_outside_the_ledger(
     assert sorted(fake.addresses()) == ["boss@example.org", "editor@example.com"]
     with sg_engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(DeliveryRow)).scalar_one() == 0
-    assert _issue_status(sg_engine, issue) == "draft"
+    assert issue_status(sg_engine, issue) == "draft"

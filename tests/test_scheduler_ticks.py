@@ -13,20 +13,27 @@ import subprocess
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, insert, select
 
 from newsletter.config import Settings, get_settings
 from newsletter.db import open_database, session_scope
 from newsletter.scheduler import next_run_times, run_tick, start_scheduler
-from newsletter.tables import DeliveryRow, IssueRow, ScheduleSlotRow, SubscriberRow
-from tests.support.delivery_fixtures import add_subscribers, popen_cli, run_cli
+from newsletter.tables import IssueRow, ScheduleSlotRow
+from tests.support.delivery_fixtures import (
+    add_subscribers,
+    in_flight_emails,
+    ledger_states,
+    popen_cli,
+    run_cli,
+    wait_for,
+)
 from tests.support.fake_sendgrid import API_KEY, FakeSendGrid
 
 with warnings.catch_warnings():
@@ -99,13 +106,6 @@ def setup(tick_env: dict[str, str]) -> tuple[Settings, Engine]:
     return settings, open_database(settings.database_url)  # migrated before any tick starts
 
 
-def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-
 
 def _stop(process: subprocess.Popen[str]) -> None:
     if process.poll() is None:
@@ -127,25 +127,6 @@ def _issues(engine: Engine) -> dict[str, str]:
         return {issue_id: status for issue_id, status in conn.execute(select(IssueRow.id, IssueRow.status))}
 
 
-def _states(engine: Engine, issue_id: str) -> dict[str, int]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(DeliveryRow.state, func.count())
-            .where(DeliveryRow.issue_id == issue_id)
-            .group_by(DeliveryRow.state)
-        )
-        return {state: count for state, count in rows}
-
-
-def _in_flight_emails(engine: Engine, issue_id: str) -> set[str]:
-    with engine.connect() as conn:
-        return set(
-            conn.scalars(
-                select(SubscriberRow.email)
-                .join(DeliveryRow, DeliveryRow.subscriber_id == SubscriberRow.id)
-                .where(DeliveryRow.issue_id == issue_id, DeliveryRow.state == "in_flight")
-            )
-        )
 
 
 def _assert_everyone_once(fake: FakeSendGrid, emails: set[str]) -> None:
@@ -195,7 +176,7 @@ def test_two_ticks_at_once_send_one_issue_once(
     assert (row.outcome, row.issue_id) == ("sent", ISSUE)
     assert row.finished_at is not None
     assert row.claimed_by.endswith(f":{processes[winner].pid}")  # the winner recorded itself
-    assert _states(engine, ISSUE) == {"sent": 1000}
+    assert ledger_states(engine, ISSUE) == {"sent": 1000}
     _assert_everyone_once(fake, emails)
     assert fake.accepted_requests == 1000 // BATCH
 
@@ -213,7 +194,7 @@ def test_tick_killed_mid_send_resumes_the_same_issue(
 
     process = popen_cli(tick_env, "tick", "--now", NOW)
     try:
-        _wait_for(lambda: fake.received >= 3, 60, "the third request of the tick")
+        wait_for(lambda: fake.received >= 3, 60, "the third request of the tick")
         time.sleep(0.1)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
@@ -225,9 +206,9 @@ def test_tick_killed_mid_send_resumes_the_same_issue(
     row = _slots(engine)[SLOT]
     assert (row.outcome, row.issue_id, row.finished_at) == ("running", ISSUE, None)
     assert _issues(engine) == {ISSUE: "sending"}
-    states = _states(engine, ISSUE)
+    states = ledger_states(engine, ISSUE)
     assert 0 < states.get("in_flight", 0) <= BATCH  # at most the one batch whose answer was lost
-    uncertain = _in_flight_emails(engine, ISSUE)
+    uncertain = in_flight_emails(engine, ISSUE)
 
     fake.delay = 0.0
     again = run_cli(tick_env, "tick", "--now", NOW, timeout=90)
@@ -241,8 +222,8 @@ def test_tick_killed_mid_send_resumes_the_same_issue(
     counts = fake.address_counts()
     assert max(counts.values()) == 1  # nobody twice
     assert set(counts) | uncertain == emails  # everybody else got it
-    assert _in_flight_emails(engine, ISSUE) == uncertain  # the uncertain batch is never resent silently
-    assert _states(engine, ISSUE) == {"sent": 1000 - len(uncertain), "in_flight": len(uncertain)}
+    assert in_flight_emails(engine, ISSUE) == uncertain  # the uncertain batch is never resent silently
+    assert ledger_states(engine, ISSUE) == {"sent": 1000 - len(uncertain), "in_flight": len(uncertain)}
     row = _slots(engine)[SLOT]
     # Not final: the editor resolves the uncertain batch (`newsletter send --resend-uncertain`).
     assert (row.outcome, row.issue_id, row.finished_at) == ("incomplete", ISSUE, None)
@@ -347,7 +328,7 @@ def test_scheduler_started_two_hours_late_within_grace_sends_once(
     stop = threading.Event()
     scheduler = start_scheduler(settings, engine, stop=stop, now=datetime.now(UTC))
     try:
-        _wait_for(
+        wait_for(
             lambda: getattr(_slots(engine).get(slot_key), "outcome", None) == "sent",
             30,
             f"the missed slot {slot_key} to be sent",
@@ -409,7 +390,7 @@ def test_graceful_stop_mid_send_leaves_the_slot_open_and_the_next_tick_finishes(
     row = _slots(engine)[SLOT]
     assert (row.outcome, row.issue_id, row.finished_at) == ("stopped", ISSUE, None)  # not final
     assert _issues(engine) == {ISSUE: "sending"}
-    assert _states(engine, ISSUE).get("sent") == BATCH and fake.accepted_requests == 1
+    assert ledger_states(engine, ISSUE).get("sent") == BATCH and fake.accepted_requests == 1
 
     finished = run_tick(settings, engine, now=now + timedelta(minutes=20), worker="test:next")
     assert finished.outcome == "sent", finished.message
@@ -418,7 +399,7 @@ def test_graceful_stop_mid_send_leaves_the_slot_open_and_the_next_tick_finishes(
     assert (row.outcome, row.issue_id, row.claimed_by) == ("sent", ISSUE, "test:next")
     assert row.finished_at is not None
     assert _issues(engine) == {ISSUE: "sent"}
-    assert _states(engine, ISSUE) == {"sent": 450}
+    assert ledger_states(engine, ISSUE) == {"sent": 450}
     _assert_everyone_once(fake, emails)
 
     again = run_tick(settings, engine, now=now + timedelta(minutes=30), worker="test:late")

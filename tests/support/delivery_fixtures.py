@@ -6,16 +6,18 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, func, insert, select
 
 from newsletter.archive import write_issue
 from newsletter.config import Settings
 from newsletter.render import PLACEHOLDERS, TEXT_PLACEHOLDERS
-from newsletter.tables import IssueRow, SubscriberRow, SuppressionRow
+from newsletter.tables import DeliveryRow, IssueRow, SubscriberRow, SuppressionRow
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 ISSUE_ID = "2026-W48"
@@ -125,3 +127,43 @@ def popen_cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
         stdin=subprocess.DEVNULL,
         text=True,
     )
+
+
+# --- looking at the ledger and waiting, for delivery and scheduler tests -------------------------
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``condition`` until true; fail after ``timeout`` seconds (bounded)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def ledger_states(engine: Engine, issue_id: str) -> dict[str, int]:
+    """Delivery rows of an issue, counted by state."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(DeliveryRow.state, func.count())
+            .where(DeliveryRow.issue_id == issue_id)
+            .group_by(DeliveryRow.state)
+        )
+        return {state: count for state, count in rows}
+
+
+def in_flight_emails(engine: Engine, issue_id: str) -> set[str]:
+    """The addresses whose delivery row is still in flight (uncertain or being sent)."""
+    with engine.connect() as conn:
+        return set(
+            conn.scalars(
+                select(SubscriberRow.email)
+                .join(DeliveryRow, DeliveryRow.subscriber_id == SubscriberRow.id)
+                .where(DeliveryRow.issue_id == issue_id, DeliveryRow.state == "in_flight")
+            )
+        )
+
+
+def issue_status(engine: Engine, issue_id: str) -> str:
+    with engine.connect() as conn:
+        return str(conn.execute(select(IssueRow.status).where(IssueRow.id == issue_id)).scalar_one())
