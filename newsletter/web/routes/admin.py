@@ -8,9 +8,11 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 from fastapi import Path as PathParam
@@ -21,7 +23,14 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 
 from newsletter import subscribers
 from newsletter.config import Settings
-from newsletter.errors import NewsletterError, NotFoundError, SubscriberError
+from newsletter.errors import (
+    NewsletterError,
+    NotFoundError,
+    ProviderError,
+    ProviderRejectedError,
+    ProviderUnavailableError,
+    SubscriberError,
+)
 from newsletter.tables import ScheduleSlotRow
 from newsletter.tokens import ADMIN_SESSION_MAX_AGE, make_admin_session
 from newsletter.web.app import error_page, login_page, page, wants_json, web
@@ -43,6 +52,11 @@ from newsletter.web.security import (
     token_matches,
     verify_csrf,
 )
+
+if TYPE_CHECKING:
+    from newsletter.delivery import SendProgress, SendReport, StatusReport
+
+    ProgressCallback = Callable[[SendProgress], None]
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -204,27 +218,80 @@ async def _issue(request: Request, issue_id: str) -> IssueSummary:
     return summary
 
 
-def _delivery_status(engine: Any, issue_id: str) -> dict[str, int] | None:
+@dataclass(frozen=True)
+class LedgerView:
+    """What the ledger says about one issue (the truth, whichever process sends)."""
+
+    counts: dict[str, int]
+    uncertain: list[Any]  # ledger.UncertainBatch
+    events: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def remaining(self) -> int:
+        return self.counts.get("pending", 0) + self.counts.get("in_flight", 0)
+
+    @property
+    def uncertain_recipients(self) -> int:
+        return sum(int(batch.recipients) for batch in self.uncertain)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "counts": self.counts,
+            "total": self.total,
+            "remaining": self.remaining,
+            "uncertain_batches": [
+                {
+                    "batch_id": batch.batch_id,
+                    "worker": batch.worker,
+                    "provider": batch.provider,
+                    "created_at": batch.created_at.isoformat() if batch.created_at else None,
+                    "recipients": int(batch.recipients),
+                    "error": batch.error,
+                }
+                for batch in self.uncertain
+            ],
+            "events": self.events,
+        }
+
+
+def _ledger_view(engine: Engine, issue_id: str) -> LedgerView | None:
     try:
         from newsletter.delivery import delivery_status
     except ImportError:  # pragma: no cover - delivery not present
         return None
     try:
-        return dict(delivery_status(engine, issue_id).counts)
+        report: StatusReport = delivery_status(engine, issue_id)
     except NewsletterError:
         return None
+    return LedgerView(
+        counts=dict(report.counts), uncertain=list(report.uncertain), events=dict(report.events)
+    )
 
 
-@router.get("/issues/{issue_id}", summary="An issue: preview, test send, send")
+@router.get("/issues/{issue_id}", summary="An issue: delivery counts, progress of a send, preview, test send")
 async def issue_detail(request: Request, issue_id: str = ISSUE_ID) -> Response:
     auth = _auth(request)
     w = web(request)
     issue = await _issue(request, issue_id)
     counts = await run_in_threadpool(subscribers.count_by_status, w.engine)
-    ledger = await run_in_threadpool(_delivery_status, w.engine, issue_id)
+    # The registry first: a send that finishes between the two reads then shows as
+    # running for one more refresh, never as finished with stale ledger counts.
+    send = admin_sends(request.app).get(issue_id)
+    ledger = await run_in_threadpool(_ledger_view, w.engine, issue_id)
     if wants_json(request):
         return JSONResponse(
-            {"id": issue.id, "subject": issue.subject, "status": issue.status, "deliveries": ledger}
+            {
+                "id": issue.id,
+                "subject": issue.subject,
+                "status": issue.status,
+                "deliveries": ledger.counts if ledger else None,
+                "ledger": ledger.as_json() if ledger else None,
+                "send": send.as_json() if send else None,
+            }
         )
     return page(
         request,
@@ -233,7 +300,7 @@ async def issue_detail(request: Request, issue_id: str = ISSUE_ID) -> Response:
             "issue": issue,
             "confirmed": counts["confirmed"],
             "ledger": ledger,
-            "sending": _sending(request, issue_id),
+            "send": send,
             "csrf": csrf_token(w.settings, auth.csrf_binding),
             "delivery": delivery_available(),
         },
@@ -293,7 +360,299 @@ async def test_send(request: Request, issue_id: str = ISSUE_ID) -> Response:
     )
 
 
-# --- the send: the hook the delivery issue wires ---------------------------------------------------
+# --- the send: a background thread per issue, and what it has done so far ----------------------
+
+PROVIDER_NAMES = {"sendgrid": "SendGrid", "smtp": "SMTP", "outbox": "The outbox"}
+FINISHED_KEPT = 32  # finished/failed sends remembered (per process); running ones are always kept
+
+
+def _provider_message(exc: ProviderError) -> str:
+    """The provider's own message, without the "sendgrid 400 (field 'x'): " prefix ProviderError adds."""
+    text = str(exc)
+    prefix = exc.provider
+    if exc.status is not None:
+        prefix += f" {exc.status}"
+    if exc.field:
+        prefix += f" (field {exc.field!r})"
+    prefix += ": "
+    return text[len(prefix) :] if text.startswith(prefix) else text
+
+
+def describe_send_error(exc: BaseException) -> str:
+    """One line for the editor: who refused what (the field), or what stopped the send."""
+    if isinstance(exc, ProviderError):
+        who = PROVIDER_NAMES.get(exc.provider, exc.provider)
+        if isinstance(exc, ProviderRejectedError):
+            what = f"{who} refused the request"
+        elif isinstance(exc, ProviderUnavailableError):
+            what = f"{who} is unavailable"
+        else:
+            what = f"{who} failed"
+        where = f"field {exc.field!r}: " if exc.field else ""
+        return f"{what}: {where}{_provider_message(exc)}"
+    if isinstance(exc, NewsletterError):
+        return str(exc)
+    return f"the send stopped on an unexpected error ({type(exc).__name__}); see the server log"
+
+
+def _duration(seconds: float) -> str:
+    """h:mm:ss, as the CLI's progress bar shows time."""
+    whole = max(0, round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+@dataclass(frozen=True)
+class SendSnapshot:
+    """One admin-started send as this process saw it: live numbers while running, then the outcome.
+
+    The ledger (``delivery_status``) stays the truth for counts: another process may be
+    sending the same issue. This only adds what the ledger cannot know: rate, ETA, and
+    the error that stopped a send started here.
+    """
+
+    issue_id: str
+    state: str  # "running" | "finished" | "failed"
+    started_at: datetime
+    finished_at: datetime | None
+    total: int | None  # None until the send has counted its recipients
+    sent: int
+    failed: int
+    suppressed: int
+    uncertain: int
+    batches: int
+    elapsed: float  # seconds since the sender's first batch started (its rate's clock)
+    interrupted: bool = False
+    already_sent: bool = False
+    remaining: int | None = None
+    error: str | None = None
+    error_field: str | None = None
+    error_status: int | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    @property
+    def done(self) -> int:
+        return self.sent + self.failed + self.suppressed + self.uncertain
+
+    @property
+    def rate(self) -> float:
+        """Recipients sent per second (what the CLI shows)."""
+        return self.sent / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        if not self.running or self.total is None or self.elapsed <= 0 or self.done <= 0:
+            return None
+        left = max(0, self.total - self.done)
+        return left / (self.done / self.elapsed)
+
+    @property
+    def failures(self) -> int:
+        return self.failed + self.uncertain
+
+    @property
+    def rate_text(self) -> str:
+        return f"{self.rate:,.0f} recipients/s"
+
+    @property
+    def eta_text(self) -> str:
+        eta = self.eta_seconds
+        return _duration(eta) if eta is not None else "-:--:--"
+
+    @property
+    def elapsed_text(self) -> str:
+        return _duration(self.elapsed)
+
+    @property
+    def progress_max(self) -> int:
+        return max(self.total or 0, self.done, 1)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "total": self.total,
+            "sent": self.sent,
+            "failed": self.failed,
+            "suppressed": self.suppressed,
+            "uncertain": self.uncertain,
+            "batches": self.batches,
+            "done": self.done,
+            "elapsed": round(self.elapsed, 3),
+            "rate": round(self.rate, 1),
+            "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds, 1),
+            "interrupted": self.interrupted,
+            "already_sent": self.already_sent,
+            "remaining": self.remaining,
+            "error": self.error,
+            "error_field": self.error_field,
+            "error_status": self.error_status,
+        }
+
+
+@dataclass
+class _Entry:
+    issue_id: str
+    thread: threading.Thread | None = None
+    state: str = "running"
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    finished_at: datetime | None = None
+    clock: float = field(default_factory=time.monotonic)  # the sender's SendProgress.started once known
+    stopped_clock: float | None = None
+    total: int | None = None
+    sent: int = 0
+    failed: int = 0
+    suppressed: int = 0
+    uncertain: int = 0
+    batches: int = 0
+    interrupted: bool = False
+    already_sent: bool = False
+    remaining: int | None = None
+    error: str | None = None
+    error_field: str | None = None
+    error_status: int | None = None
+
+    def snapshot(self) -> SendSnapshot:
+        end = self.stopped_clock if self.stopped_clock is not None else time.monotonic()
+        return SendSnapshot(
+            issue_id=self.issue_id,
+            state=self.state,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            total=self.total,
+            sent=self.sent,
+            failed=self.failed,
+            suppressed=self.suppressed,
+            uncertain=self.uncertain,
+            batches=self.batches,
+            elapsed=max(0.0, end - self.clock),
+            interrupted=self.interrupted,
+            already_sent=self.already_sent,
+            remaining=self.remaining,
+            error=self.error,
+            error_field=self.error_field,
+            error_status=self.error_status,
+        )
+
+    def take(self, counts: Any) -> None:
+        """Numbers from a SendProgress or a SendReport (the same field names)."""
+        self.sent, self.failed = int(counts.sent), int(counts.failed)
+        self.suppressed, self.uncertain = int(counts.suppressed), int(counts.uncertain)
+        self.batches = int(counts.batches)
+        total = int(counts.total)
+        if total or self.total is None:
+            self.total = total
+
+
+class AdminSends:
+    """The sends this process's admin started: issue id -> its latest numbers. Thread-safe.
+
+    At most one running send per issue here (a second click says "already sending");
+    the ledger keeps sends from other processes exactly-once on its own.
+    """
+
+    def __init__(self, keep: int = FINISHED_KEPT) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, _Entry] = {}
+        self._keep = keep
+
+    def start(
+        self, issue_id: str, run: Callable[[ProgressCallback], SendReport], *, daemon: bool = True
+    ) -> bool:
+        """Run ``run(progress)`` on a new thread; False (and nothing started) when one runs already."""
+        with self._lock:
+            current = self._entries.get(issue_id)
+            if current is not None and current.state == "running":
+                return False
+            entry = _Entry(issue_id=issue_id)
+            self._entries.pop(issue_id, None)
+            self._entries[issue_id] = entry  # newest last: the oldest finished ones are dropped first
+            self._trim()
+            thread = threading.Thread(
+                target=self._run, args=(entry, run), name=f"admin-send-{issue_id}", daemon=daemon
+            )
+            entry.thread = thread
+            thread.start()
+        return True
+
+    def get(self, issue_id: str) -> SendSnapshot | None:
+        with self._lock:
+            entry = self._entries.get(issue_id)
+            return entry.snapshot() if entry is not None else None
+
+    def running(self, issue_id: str) -> bool:
+        with self._lock:
+            entry = self._entries.get(issue_id)
+            return entry is not None and entry.state == "running"
+
+    def wait(self, issue_id: str, timeout: float | None = None) -> bool:
+        """Wait for the issue's send thread; True when none runs (any more)."""
+        with self._lock:
+            entry = self._entries.get(issue_id)
+            thread = entry.thread if entry is not None else None
+        if thread is not None:
+            thread.join(timeout)
+        return not self.running(issue_id)
+
+    def _trim(self) -> None:
+        finished = [key for key, entry in self._entries.items() if entry.state != "running"]
+        for key in finished[: max(0, len(self._entries) - self._keep)]:
+            del self._entries[key]
+
+    def _run(self, entry: _Entry, run: Callable[[ProgressCallback], SendReport]) -> None:
+        def progress(state: SendProgress) -> None:
+            with self._lock:
+                entry.clock = state.started
+                entry.take(state)
+
+        try:
+            report = run(progress)
+        except BaseException as exc:
+            done = getattr(exc, "report", None)  # what was sent before it stopped
+            with self._lock:
+                if done is not None and hasattr(done, "sent"):
+                    entry.take(done)
+                entry.error = describe_send_error(exc)
+                if isinstance(exc, ProviderError):
+                    entry.error_field, entry.error_status = exc.field, exc.status
+                self._finish(entry, "failed")
+            if isinstance(exc, NewsletterError):
+                log.warning("admin send of %s stopped: %s", entry.issue_id, exc)
+            else:
+                log.exception("admin send of %s failed", entry.issue_id)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        log.info("admin send of %s: %s", entry.issue_id, report)
+        with self._lock:
+            entry.take(report)
+            entry.interrupted, entry.already_sent = report.interrupted, report.already_sent
+            entry.remaining = report.remaining
+            self._finish(entry, "finished")
+
+    @staticmethod
+    def _finish(entry: _Entry, state: str) -> None:
+        entry.state = state
+        entry.finished_at = datetime.now(UTC)
+        entry.stopped_clock = time.monotonic()
+
+
+_REGISTRY_LOCK = threading.Lock()
+
+
+def admin_sends(app: Any) -> AdminSends:
+    """The app's registry of admin-started sends (one app per process under `newsletter serve`)."""
+    with _REGISTRY_LOCK:
+        registry = getattr(app.state, "admin_sends", None)
+        if not isinstance(registry, AdminSends):
+            registry = AdminSends()
+            app.state.admin_sends = registry
+    return registry
 
 
 def delivery_available() -> bool:
@@ -304,14 +663,8 @@ def delivery_available() -> bool:
     return True
 
 
-def _sending(request: Request, issue_id: str) -> bool:
-    sends: dict[str, threading.Thread] = getattr(request.app.state, "sends", {})
-    thread = sends.get(issue_id)
-    return thread is not None and thread.is_alive()
-
-
 def start_send(request: Request, issue_id: str) -> bool:
-    """HOOK (delivery): start ``send_issue`` in a background thread; False when one already runs.
+    """Start ``send_issue`` in a background thread with live progress; False when one already runs here.
 
     send_issue is idempotent and safe in parallel (the ledger), so a double click or a
     second process never mails anyone twice; this only avoids a useless second thread.
@@ -319,24 +672,14 @@ def start_send(request: Request, issue_id: str) -> bool:
     from newsletter.delivery import send_issue
 
     w = web(request)
-    state = request.app.state
-    if not hasattr(state, "sends"):
-        state.sends = {}
-    if _sending(request, issue_id):
-        return False
-    stop = getattr(state, "stop_event", None)
+    stop: threading.Event | None = getattr(request.app.state, "stop_event", None)
 
-    def run() -> None:
-        try:
-            report = send_issue(w.settings, w.engine, issue_id, stop=stop)
-            log.info("admin send of %s: %s", issue_id, report)
-        except Exception:
-            log.exception("admin send of %s failed", issue_id)
+    def run(progress: ProgressCallback) -> SendReport:
+        return send_issue(w.settings, w.engine, issue_id, progress=progress, stop=stop)
 
-    thread = threading.Thread(target=run, name=f"send-{issue_id}", daemon=True)
-    state.sends[issue_id] = thread
-    thread.start()
-    return True
+    # Under `newsletter serve` (a stop event) the thread is waited for at exit: shutdown sets
+    # the event, the send records its current batch and stops instead of dying mid-request.
+    return admin_sends(request.app).start(issue_id, run, daemon=stop is None)
 
 
 @router.get("/issues/{issue_id}/send", summary="Ask for confirmation before sending")
@@ -353,6 +696,7 @@ async def send_confirm_page(request: Request, issue_id: str = ISSUE_ID) -> Respo
             "confirmed": counts["confirmed"],
             "csrf": csrf_token(w.settings, auth.csrf_binding),
             "delivery": delivery_available(),
+            "sending": admin_sends(request.app).running(issue_id),
         },
     )
 
@@ -373,16 +717,32 @@ async def send(request: Request, issue_id: str = ISSUE_ID) -> Response:
     if not delivery_available():
         return error_page(request, 501, "delivery not available yet")
     started = start_send(request, issue_id)
-    message = "The send has started." if started else "This issue is already being sent."
+    if started:
+        title = "The send has started."
+        lines = [
+            "Every confirmed subscriber gets it once, even if you press twice.",
+            "The issue page shows its progress (sent, rate, ETA, failures) and refreshes itself.",
+        ]
+    else:
+        title = "Already sending."
+        lines = [
+            "This issue is already being sent from this admin; no second send was started.",
+            "The issue page shows its progress.",
+        ]
     if wants_json(request):
-        return JSONResponse({"status": "sending", "started": started}, status_code=202)
+        snapshot = admin_sends(request.app).get(issue_id)
+        return JSONResponse(
+            {
+                "status": "sending",
+                "started": started,
+                "message": title,
+                "send": snapshot.as_json() if snapshot else None,
+            },
+            status_code=202,
+        )
     return page(
         request,
         "admin/result.html",
-        {
-            "title": message,
-            "issue_id": issue.id,
-            "lines": ["Every confirmed subscriber gets it once; reload the issue page for progress."],
-        },
+        {"title": title, "issue_id": issue.id, "lines": lines},
         status=202,
     )
