@@ -15,8 +15,8 @@ target) and writes bench/results.json. Baselines:
 * subscribe and webhooks: the same uvicorn server's ``/healthz`` (requests/s);
 * CSV import: ``csv.reader`` alone reading the same file (rows/s).
 
-Sends run in a child process each, so the peak RSS (``ru_maxrss`` from
-``os.wait4``) is that send's own. Only 127.0.0.1 is used; PostgreSQL stages get a
+Sends run in a child process each, and the peak RSS is that process's own (``VmHWM``;
+``ru_maxrss`` would include the parent's). Only 127.0.0.1 is used; PostgreSQL stages get a
 throwaway database at 127.0.0.1:5432 and are skipped (said so) when none answers.
 """
 
@@ -126,55 +126,59 @@ def stage_smtp(quick: bool) -> list[Figure]:
     return result
 
 
-def stage_subscribe(quick: bool) -> list[Figure]:
-    from bench import subscribe
-
-    requests = 600 if quick else 3_000
+def per_database(stage: str, unit: str, measure: Callable[[str], Figure]) -> list[Figure]:
+    """``measure(database_url)`` on a fresh SQLite file, then on a throwaway PostgreSQL database."""
     result = []
     for kind in ("sqlite", "postgres"):
         with tempfile.TemporaryDirectory(prefix="nl-bench-") as folder, database(kind, Path(folder)) as url:
             if url is None:
-                result.append(Figure(f"POST /subscribe {kind}", "requests/s", 0, notes="skipped: no server"))
+                note = "skipped: no PostgreSQL at 127.0.0.1:5432"
+                result.append(Figure(f"{stage} {kind}", unit, 0, notes=note))
                 continue
-            figures = subscribe.bench_subscribes(url, requests, 16, 1, False)
-        result.append(
-            Figure(
-                f"POST /subscribe {kind}",
-                "requests/s",
-                figures["rate"],
-                baseline=figures["healthz_rate"],
-                baseline_name="same server's /healthz",
-                target=">= 300 req/s",
-                notes=f"{requests:,} requests, 16 connections, statuses {figures['statuses']}",
-            )
-        )
+            figure = measure(url)
+        figure.stage = f"{stage} {kind}"
+        result.append(figure)
     return result
+
+
+def stage_subscribe(quick: bool) -> list[Figure]:
+    from bench import subscribe
+
+    requests = 600 if quick else 3_000
+
+    def measure(url: str) -> Figure:
+        figures = subscribe.bench_subscribes(url, requests, 16, 1, False)
+        return Figure(
+            "",
+            "requests/s",
+            figures["rate"],
+            baseline=figures["healthz_rate"],
+            baseline_name="same server's /healthz",
+            target=">= 300 req/s",
+            notes=f"{requests:,} requests, 16 connections, statuses {figures['statuses']}",
+        )
+
+    return per_database("POST /subscribe", "requests/s", measure)
 
 
 def stage_import(quick: bool) -> list[Figure]:
     from bench import subscribe
 
     rows = 20_000 if quick else 100_000
-    result = []
-    for kind in ("sqlite", "postgres"):
-        with tempfile.TemporaryDirectory(prefix="nl-bench-") as folder, database(kind, Path(folder)) as url:
-            if url is None:
-                result.append(Figure(f"CSV import {kind}", "rows/s", 0, notes="skipped: no server"))
-                continue
-            figures = subscribe.bench_import(url, rows)
-            baseline = _csv_read_rate(rows)
-        result.append(
-            Figure(
-                f"CSV import {kind}",
-                "rows/s",
-                figures["rate"],
-                baseline=baseline,
-                baseline_name="csv.reader alone",
-                target=">= 20,000 rows/s",
-                notes=f"{rows:,} rows ({figures['errors']} bad, {figures['duplicates']} duplicates)",
-            )
+
+    def measure(url: str) -> Figure:
+        figures = subscribe.bench_import(url, rows)
+        return Figure(
+            "",
+            "rows/s",
+            figures["rate"],
+            baseline=_csv_read_rate(rows),
+            baseline_name="csv.reader alone",
+            target=">= 20,000 rows/s",
+            notes=f"{rows:,} rows ({figures['errors']} bad, {figures['duplicates']} duplicates)",
         )
-    return result
+
+    return per_database("CSV import", "rows/s", measure)
 
 
 def _csv_read_rate(rows: int) -> float:
@@ -193,22 +197,17 @@ def stage_webhooks(quick: bool) -> list[Figure]:
     from bench import subscribe
 
     events = 10_000 if quick else 100_000
-    result = []
-    for kind in ("sqlite", "postgres"):
-        with tempfile.TemporaryDirectory(prefix="nl-bench-") as folder, database(kind, Path(folder)) as url:
-            if url is None:
-                result.append(Figure(f"webhook events {kind}", "events/s", 0, notes="skipped: no server"))
-                continue
-            figures = subscribe.bench_webhooks(url, events)
-        result.append(
-            Figure(
-                f"webhook events {kind}",
-                "events/s",
-                figures["rate"],
-                notes=f"{events:,} signed events, 1,000 per request, statuses {figures['statuses']}",
-            )
+
+    def measure(url: str) -> Figure:
+        figures = subscribe.bench_webhooks(url, events)
+        return Figure(
+            "",
+            "events/s",
+            figures["rate"],
+            notes=f"{events:,} signed events, 1,000 per request, statuses {figures['statuses']}",
         )
-    return result
+
+    return per_database("webhook events", "events/s", measure)
 
 
 def print_table(figures: list[Figure]) -> None:

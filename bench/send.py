@@ -90,10 +90,24 @@ def _run_child(args: list[str], env: dict[str, str], timeout: float) -> tuple[di
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"stage {args} failed (exit {os.waitstatus_to_exitcode(status)}):\n{out}")
     line = [line for line in out.splitlines() if line.startswith("{")][-1]
-    return json.loads(line), usage.ru_maxrss / 1024
+    result = json.loads(line)
+    # The child's own high-water mark (VmHWM, from /proc/self/status at its end), not
+    # ru_maxrss: on Linux a child's ru_maxrss includes its parent's peak at fork time, and
+    # this parent has just written a million subscribers.
+    return result, float(result.pop("peak_rss_mb", usage.ru_maxrss / 1024))
 
 
 # --- stages (run in the child) -------------------------------------------------------------------
+
+
+def own_peak_rss_mb() -> float:
+    """This process's peak resident memory since it started (VmHWM)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def stage_send(issue: str) -> dict[str, Any]:
@@ -106,7 +120,12 @@ def stage_send(issue: str) -> dict[str, Any]:
     started = time.perf_counter()
     report = send_issue(settings, engine, issue)
     seconds = time.perf_counter() - started
-    return {"sent": report.sent, "seconds": seconds, "status": report.issue_status}
+    return {
+        "sent": report.sent,
+        "seconds": seconds,
+        "status": report.issue_status,
+        "peak_rss_mb": own_peak_rss_mb(),
+    }
 
 
 def stage_raw(url: str, recipients: int, issue: str) -> dict[str, Any]:
@@ -159,7 +178,7 @@ def stage_raw(url: str, recipients: int, issue: str) -> dict[str, Any]:
     for index in range(requests):
         client.client.mail.send.post(request_body=bodies[index % len(bodies)], timeout=30)
     seconds = time.perf_counter() - started
-    return {"sent": requests * 1000, "seconds": seconds}
+    return {"sent": requests * 1000, "seconds": seconds, "peak_rss_mb": own_peak_rss_mb()}
 
 
 def stage_smtp_raw(url: str, messages: int, issue: str) -> dict[str, Any]:
@@ -185,7 +204,7 @@ def stage_smtp_raw(url: str, messages: int, issue: str) -> dict[str, Any]:
     with smtplib.SMTP(parts.hostname or "127.0.0.1", parts.port or 25, timeout=30) as client:
         for address, data in prebuilt:
             client.sendmail(settings.from_email, [address], data)
-    return {"sent": messages, "seconds": time.perf_counter() - started}
+    return {"sent": messages, "seconds": time.perf_counter() - started, "peak_rss_mb": own_peak_rss_mb()}
 
 
 # --- the orchestrator ---------------------------------------------------------------------------------

@@ -139,10 +139,17 @@ class Claim:
     batch_id: str
     recipients: list[ClaimedRecipient] = field(default_factory=list)
     suppressed: int = 0
+    last_subscriber_id: int = 0  # the claim cursor for the next claim
 
 
-def claim_batch(engine: Engine, issue_id: str, limit: int, *, worker: str, provider: str) -> Claim | None:
-    """Mark up to ``limit`` pending rows in_flight under a new batch and COMMIT.
+def claim_batch(
+    engine: Engine, issue_id: str, limit: int, *, worker: str, provider: str, after: int = 0
+) -> Claim | None:
+    """Mark up to ``limit`` pending rows (subscriber id > ``after``) in_flight under a new batch; COMMIT.
+
+    ``after`` is the caller's claim cursor: on PostgreSQL every claimed row leaves a
+    dead entry at the front of the pending index until vacuum, so a claim that starts
+    from the beginning walks past all earlier ones (quadratic over a million-row send).
 
     Subscribers who stopped being mailable since their row was written (they
     unsubscribed, bounced, complained or were suppressed mid-send) are marked
@@ -165,7 +172,7 @@ def claim_batch(engine: Engine, issue_id: str, limit: int, *, worker: str, provi
         )
         picked = (
             select(D.c.id)
-            .where(D.c.issue_id == issue_id, D.c.state == "pending")
+            .where(D.c.issue_id == issue_id, D.c.state == "pending", D.c.subscriber_id > after)
             .order_by(D.c.subscriber_id)
             .limit(limit)
         )
@@ -195,10 +202,12 @@ def claim_batch(engine: Engine, issue_id: str, limit: int, *, worker: str, provi
             .select_from(
                 D.join(S, S.c.id == D.c.subscriber_id).outerjoin(SUP, SUP.c.email_hash == S.c.email_hash)
             )
-            .where(D.c.batch_id == batch_id)
+            # state too: the in-flight index is partial (migration 0002); without it this
+            # scans the whole ledger, once per batch.
+            .where(D.c.batch_id == batch_id, D.c.state == "in_flight")
             .order_by(S.c.id)
         ).all()
-        claim = Claim(batch_id=batch_id)
+        claim = Claim(batch_id=batch_id, last_subscriber_id=max(int(row[1]) for row in rows))
         gone: list[int] = []
         for delivery_id, subscriber_id, email, email_hash, name, status, suppressed in rows:
             if status != MAILABLE_STATUS or suppressed is not None or not email:

@@ -263,17 +263,26 @@ def send_issue(
         batch_size = max(1, min(settings.batch_size, messenger.max_batch_size))
         pages = _PendingPages(engine, issue_id, page_size=max(PAGE_SIZE, batch_size))
         pages.fill()
+        claimed_up_to = 0  # the claim cursor (see ledger.claim_batch)
         while True:
             if stop is not None and stop.is_set():
                 report.interrupted = True
                 break
-            claim = ledger.claim_batch(engine, issue_id, batch_size, worker=worker, provider=messenger.name)
+            claim = ledger.claim_batch(
+                engine, issue_id, batch_size, worker=worker, provider=messenger.name, after=claimed_up_to
+            )
             if claim is None:
-                # Nothing pending: the next page, or (at the end) subscribers who confirmed
-                # mid-send with an id beyond the cursor. Done when that finds nobody.
-                if not pages.fill(force=True):
-                    break
-                continue
+                # Nothing pending past the cursor: the next page (or subscribers who confirmed
+                # mid-send with an id beyond it); then one sweep from the start for rows
+                # behind the cursor (released by a failed batch, or skipped while another
+                # process held them). Done when neither finds anything.
+                if pages.fill(force=True):
+                    continue
+                if claimed_up_to:
+                    claimed_up_to = 0
+                    continue
+                break
+            claimed_up_to = claim.last_subscriber_id
             pages.claimed(len(claim.recipients) + claim.suppressed)
             state.suppressed += claim.suppressed
             report.suppressed += claim.suppressed
