@@ -466,3 +466,14 @@ def test_admin_login_cookie_csrf_test_send_and_send(
     assert logout.status_code == 303
     client.cookies.clear()
     assert client.get("/admin").status_code == 401
+
+
+def test_app_templates_need_no_inline_styles() -> None:
+    """The app's CSP is style-src 'self': an inline style attribute would be silently ignored."""
+    root = Path(__file__).resolve().parent.parent / "templates" / "web"
+    offenders = [
+        str(path.relative_to(root))
+        for path in root.rglob("*.html")
+        if "mail" not in path.parts and 'style="' in path.read_text(encoding="utf-8")
+    ]
+    assert not offenders
