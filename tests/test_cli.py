@@ -77,7 +77,9 @@ def test_an_unreachable_database_is_one_line(monkeypatch: pytest.MonkeyPatch, tm
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
-    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", f"postgresql+psycopg://postgres:pw@127.0.0.1:{closed_port}/x")
+    monkeypatch.setenv(
+        "NEWSLETTER_DATABASE_URL", f"postgresql+psycopg://postgres:pw@127.0.0.1:{closed_port}/x"
+    )
     monkeypatch.setenv("NEWSLETTER_DATA_DIR", str(tmp_path))
     from newsletter.config import get_settings
     from newsletter.db import dispose_engines
@@ -103,3 +105,41 @@ def test_preview_on_a_busy_port_is_a_user_error() -> None:
         port = busy.getsockname()[1]
         line = _one_line_error(runner.invoke(app, ["preview", "--serve", "--port", str(port)]))
     assert f"127.0.0.1:{port}" in line
+
+
+def test_issue_build_warns_when_the_email_would_be_clipped_by_gmail(
+    sqlite_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from newsletter.config import get_settings
+
+    monkeypatch.setenv("NEWSLETTER_ISSUE_SIZE", "14")
+    get_settings.cache_clear()
+    quote = "A long, specific panel quote about latency, pricing and the deployment story. " * 3
+    pages = [
+        {
+            "title": f"Tool {n}A vs Tool {n}B",
+            "slug": f"tool-{n}",
+            "published_at": f"2026-11-{n + 1:02d}T09:00:00Z",
+            "tools": [
+                {
+                    "name": f"Tool {n}{side}",
+                    "tagline": "x" * 60,
+                    "ship_pct": 50 + n,
+                    "description": quote,
+                    "reviews": [
+                        {"persona": p, "score": 70, "verdict": "ship", "quote": quote}
+                        for p in ("Builder", "Skeptic", "Futurist")
+                    ],
+                }
+                for side in "AB"
+            ],
+        }
+        for n in range(14)
+    ]
+    source = tmp_path / "many.json"
+    source.write_text(json.dumps(pages), encoding="utf-8")
+    assert runner.invoke(app, ["comparisons", "import", str(source)]).exit_code == 0
+    built = runner.invoke(app, ["issue", "build", "--date", "2026-11-23"])
+    assert built.exit_code == 0, built.output
+    assert "Gmail clips" in built.stderr
+    assert built.stdout.strip().splitlines()[-1] == "2026-W48"  # the id alone on the last line

@@ -46,7 +46,21 @@ def build(
         typer.echo(result.reason)
         return
     typer.echo(result.reason)
+    from newsletter.archive import issue_dir
+
+    html = issue_dir(settings, result.issue_id) / "email.html"
+    if html.is_file() and html.stat().st_size > GMAIL_CLIP_BYTES:
+        # On stderr: the id stays alone on stdout's last line for scripts.
+        typer.echo(
+            f"warning: email.html is {html.stat().st_size // 1024} KB; Gmail clips messages over "
+            f"{GMAIL_CLIP_BYTES // 1024} KB (lower NEWSLETTER_ISSUE_SIZE)",
+            err=True,
+        )
     typer.echo(result.issue_id)
+
+
+# Gmail shows "[Message clipped]" and hides the rest, footer and unsubscribe link included.
+GMAIL_CLIP_BYTES = 102 * 1024
 
 
 @app.command("list")
