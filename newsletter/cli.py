@@ -11,6 +11,7 @@ from typing import Any
 
 import typer
 from rich.text import Text
+from sqlalchemy.exc import OperationalError
 from typer.core import TyperGroup
 
 from newsletter.commands import comparisons, delivery, issues, server, subscribers
@@ -28,6 +29,11 @@ class _UserErrorsAsOneLine(TyperGroup):
         except NewsletterError as error:
             err_console.print(Text.assemble(("error:", "bold red"), f" {error}"))
             raise typer.Exit(error.exit_code) from None
+        except OperationalError as error:
+            # The database went away or stayed locked: the user's to fix, not a bug to trace.
+            reason = (str(error.orig or error).strip().splitlines() or ["unknown"])[0][:300]
+            err_console.print(Text.assemble(("error:", "bold red"), f" database: {reason}"))
+            raise typer.Exit(1) from None
 
 
 app = typer.Typer(

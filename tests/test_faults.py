@@ -201,8 +201,10 @@ def test_pg_backend_terminated_while_recording_a_batch_leaves_it_uncertain_and_r
     finally:
         helper.join()
     fake.delay = 0.0
-    # What it raises today: SQLAlchemy's OperationalError (AdminShutdown), not a project error.
-    assert isinstance(caught.value, OperationalError), type(caught.value)
+    # Translated at the boundary: a project error that says how to go on, the cause kept.
+    assert isinstance(caught.value, DeliveryError), type(caught.value)
+    assert isinstance(caught.value.__cause__, OperationalError)
+    assert "again to resume" in str(caught.value) and "\n" not in str(caught.value)
     assert "terminating connection" in str(caught.value)
     assert killed and killed[0] >= 1  # the sender's connection, at least
 
@@ -223,14 +225,6 @@ def test_pg_backend_terminated_while_recording_a_batch_leaves_it_uncertain_and_r
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 @pytest.mark.postgres
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: a database error mid-send (here PostgreSQL's AdminShutdown) is a raw SQLAlchemy "
-        "OperationalError: send_issue does not translate it and cli._UserErrorsAsOneLine only "
-        "catches NewsletterError, so `newsletter send` dies with a Python traceback"
-    ),
-)
 def test_cli_send_whose_backend_is_terminated_prints_one_line_and_no_traceback(
     sg: tuple[Settings, Engine], sg_env: dict[str, str], fake: FakeSendGrid, db_url: str
 ) -> None:
@@ -342,8 +336,9 @@ def test_sqlite_locked_beyond_the_busy_timeout_fails_with_the_batch_uncertain_an
         impatient.dispose()
     fake.delay = 0.0
     assert taken.is_set()
-    # What it raises today: sqlite3's "database is locked" as SQLAlchemy's OperationalError.
-    assert isinstance(caught.value, OperationalError) and "database is locked" in str(caught.value)
+    # Translated at the boundary: a project error naming the lock, the cause kept.
+    assert isinstance(caught.value, DeliveryError) and "database is locked" in str(caught.value)
+    assert isinstance(caught.value.__cause__, OperationalError)
 
     uncertain = _emails_in_state(engine, issue, "in_flight")
     second = {p["to"][0]["email"] for p in fake.requests[1]["personalizations"]}
@@ -465,15 +460,6 @@ def test_outbox_disk_full_is_a_clear_error_with_nothing_half_written(
     assert 0 < sum(in_full.values()) < 60
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: OutboxMessenger.push (delivery/messengers/outbox.py) raises DeliveryError on the first "
-        "write that fails and drops the result of the messages it already wrote in that batch; "
-        "sender._send_batch then releases the whole batch to pending, so the resume writes those "
-        "recipients a second .eml"
-    ),
-)
 def test_outbox_disk_full_then_resume_mails_everyone_exactly_once(
     settings: Settings, engine: Engine, tiny_disk: Path, tmp_path: Path
 ) -> None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.config import Settings
 from newsletter.delivery import ledger
@@ -302,6 +303,17 @@ def send_issue(
         report.error = str(exc)
         exc.report = report  # type: ignore[attr-defined]  # what was done before it stopped
         raise
+    except SQLAlchemyError as exc:
+        # The database went away or stayed locked mid-send. The ledger holds what was
+        # done: at most the batch being recorded is left in flight (uncertain).
+        reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["unknown"])[0]
+        error = DeliveryError(
+            f"database error during the send ({reason[:300]}); "
+            f"run `newsletter send {issue_id}` again to resume"
+        )
+        report.error = str(error)
+        error.report = report  # type: ignore[attr-defined]
+        raise error from exc
     finally:
         report.elapsed = time.monotonic() - started
         pool.shutdown(wait=True)
@@ -372,8 +384,9 @@ def _send_batch(
     state.failed += len(outcome.failed)
     state.uncertain += len(outcome.uncertain)
     if result.error and outcome.deferred:
+        where = "" if result.error.startswith(f"{messenger.name}:") else f"{messenger.name}: "
         raise DeliveryError(
-            f"{messenger.name}: {result.error}; {len(outcome.deferred)} recipients left pending"
+            f"{where}{result.error}; {len(outcome.deferred)} recipients left pending (send again to resume)"
         )
 
 

@@ -23,15 +23,22 @@ class OutboxMessenger:
         result = PushResult()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            template = MessageTemplate(content)
-            for recipient in recipients:
-                mail = template.render(recipient)
-                path = self.directory / _file_name(content, recipient, mail.message_id)
-                _write_atomically(path, mail.data)
-                result.accepted.append(recipient.email)
-                result.message_ids[recipient.email] = mail.message_id
         except OSError as exc:
             raise DeliveryError(f"outbox: cannot write to {self.directory}: {exc.strerror}") from exc
+        template = MessageTemplate(content)
+        for index, recipient in enumerate(recipients):
+            mail = template.render(recipient)
+            path = self.directory / _file_name(content, recipient, mail.message_id)
+            try:
+                _write_atomically(path, mail.data)
+            except OSError as exc:
+                # What was written is delivered: report it, so a resume does not write it
+                # again; the rest certainly was not (no file), so it may be sent again.
+                result.deferred.extend(r.email for r in recipients[index:])
+                result.error = f"outbox: cannot write to {self.directory}: {exc.strerror}"
+                break
+            result.accepted.append(recipient.email)
+            result.message_ids[recipient.email] = mail.message_id
         return result
 
     def flush(self) -> None:
