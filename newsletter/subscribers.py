@@ -184,7 +184,10 @@ def normalize_email(raw: str, *, check_deliverability: bool = False) -> str:
         if fast is not None:
             return fast
     try:
-        result = validate_email(value, check_deliverability=check_deliverability)
+        # allow_smtputf8=False: a non-ASCII local part needs SMTPUTF8 from every relay on
+        # the way, which neither SMTP servers nor providers promise; such an address is
+        # refused here, with a message, rather than accepted and never mailed.
+        result = validate_email(value, check_deliverability=check_deliverability, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise SubscriberError(f"{value!r} is not a valid email address: {exc}") from None
     return str(result.normalized)
@@ -238,12 +241,17 @@ def _hash_normalized(normalized: str) -> str:
     return hashlib.sha256(normalized.lower().encode("utf-8")).hexdigest()
 
 
-def _clean_name(name: str | None) -> str | None:
+def clean_name(name: str | None) -> str | None:
+    """A subscriber's name as stored (spacing folded), or SubscriberError saying what is wrong."""
     if name is None:
         return None
     value = " ".join(name.split())
     if _CONTROL.search(value):
         raise SubscriberError("a name cannot contain control characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SubscriberError("a name must be text (it holds an unpaired surrogate)") from None
     if len(value) > MAX_NAME_LENGTH:
         raise SubscriberError(f"a name is at most {MAX_NAME_LENGTH} characters")
     return value or None
@@ -368,7 +376,7 @@ def subscribe(
 ) -> SubscribeResult:
     """Start (or restart) a double opt-in for ``email``. Raises SubscriberError for a bad address."""
     address = normalize_email(email, check_deliverability=settings.check_deliverability)
-    clean_name = _clean_name(name)
+    stored_name = clean_name(name)
     digest = _hash_normalized(address)
     moment = now or utcnow()
     consent = {
@@ -378,7 +386,7 @@ def subscribe(
     }
     for attempt in range(2):
         try:
-            result = _subscribe_once(engine, address, digest, clean_name, source, consent, moment)
+            result = _subscribe_once(engine, address, digest, stored_name, source, consent, moment)
             break
         except IntegrityError:
             # Two requests for the same new address raced; the second one sees the row now.
@@ -656,7 +664,7 @@ def _add_one(
         values = {
             "email": address,
             "email_hash": digest,
-            "name": _clean_name(name),
+            "name": clean_name(name),
             "status": "confirmed" if confirmed else "pending",
             "source": source,
             "created_at": moment,
@@ -770,7 +778,7 @@ def _import(
         raw = record[email_at] if email_at < len(record) else ""
         try:
             address = normalize_email(raw, check_deliverability=check)
-            name = _clean_name(record[name_at]) if name_at is not None and name_at < len(record) else None
+            name = clean_name(record[name_at]) if name_at is not None and name_at < len(record) else None
         except SubscriberError as exc:
             report.errors.append(RowError(line, raw, str(exc)))
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import re
 from email.policy import default
+from pathlib import Path
 
 from sqlalchemy import Engine
 
@@ -41,3 +42,14 @@ def test_one_eml_per_recipient_with_literal_one_click_headers(settings: Settings
 
     again = send_issue(settings, engine, issue)
     assert again.already_sent and len(list(settings.outbox_dir.glob("*.eml"))) == 3
+
+
+def test_many_mails_to_one_person_never_share_a_file(settings: Settings, tmp_path: Path) -> None:
+    from newsletter.delivery.messengers import Content, Recipient
+    from newsletter.delivery.messengers.outbox import OutboxMessenger
+
+    outbox = OutboxMessenger(tmp_path / "outbox")
+    content = Content(subject="Hi", html="<p>hi</p>", text="hi", from_email="v@localhost", reply_to=None)
+    for _ in range(300):
+        outbox.push(content, [Recipient(email="ada@example.com", subscriber_id=1)])
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 300

@@ -26,7 +26,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, make_msgid
 
-from newsletter.delivery.messengers.base import Content, Recipient
+from newsletter.delivery.messengers.base import Content, Recipient, wire_address
 from newsletter.render import PLACEHOLDERS, TEXT_PLACEHOLDERS
 
 # RFC 5322's hard limit, not the 78-column default: a header with no space to fold at
@@ -72,7 +72,7 @@ class MessageTemplate:
         substitutions = recipient.substitutions
         message_id = make_msgid(domain=self._domain)
         headers = [
-            ("To", recipient.email),
+            ("To", wire_address(recipient.email)),
             ("Subject", personalize(self._subject, substitutions)),
             ("Date", formatdate(localtime=False, usegmt=True)),
             ("Message-ID", message_id),

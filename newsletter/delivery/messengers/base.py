@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Protocol
 
 
@@ -24,6 +25,25 @@ class Content:
     reply_to: str | None = None
     categories: tuple[str, ...] = ()
     issue_id: str | None = None
+
+
+@lru_cache(maxsize=4096)
+def wire_address(email: str) -> str:
+    """The address as it goes on the wire (SMTP envelope, To header, provider API).
+
+    Stored addresses keep an internationalised domain readable (``ada@bücher.de``);
+    mail systems want it in ASCII (``ada@xn--bcher-kva.de``), as email-validator
+    computes it. Local parts are ASCII already: subscribing refuses the others.
+    """
+    if email.isascii():
+        return email
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        ascii_email = validate_email(email, check_deliverability=False, allow_smtputf8=False).ascii_email
+    except EmailNotValidError:
+        return email  # let the provider say what is wrong with it, for this recipient only
+    return ascii_email or email
 
 
 @dataclass(frozen=True)

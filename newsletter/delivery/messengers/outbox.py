@@ -50,7 +50,10 @@ class OutboxMessenger:
 
 def _file_name(content: Content, recipient: Recipient, message_id: str) -> str:
     stem = f"{content.issue_id or 'mail'}-{recipient.subscriber_id or 0}-{recipient.email}"
-    token = re.sub(r"[^A-Za-z0-9]+", "", message_id)[-12:]
+    # The Message-ID's left part (time, pid, 64 random bits), not its end, which is mostly
+    # the domain: two mails to one person (confirmation, welcome) must never share a name.
+    unique = message_id.strip("<>").rpartition("@")[0] or message_id
+    token = re.sub(r"[^A-Za-z0-9]+", "", unique)[-24:]
     return re.sub(r"[^A-Za-z0-9@._+-]+", "_", f"{stem}-{token}") + ".eml"
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import sendgrid
 from python_http_client import exceptions as http_errors
 
-from newsletter.delivery.messengers.base import Content, PushResult, Recipient
+from newsletter.delivery.messengers.base import Content, PushResult, Recipient, wire_address
 from newsletter.errors import ProviderRejectedError, ProviderUnavailableError
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class SendGridMessenger:
         append = personalizations.append
         for recipient in recipients:
             item: dict[str, Any] = {
-                "to": [{"email": recipient.email}],
+                "to": [{"email": wire_address(recipient.email)}],
                 "custom_args": {"issue_id": issue_id, "subscriber_id": str(recipient.subscriber_id or "")},
             }
             headers = recipient.headers

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from newsletter.delivery.messengers.base import Content, PushResult, Recipient
+from newsletter.delivery.messengers.base import Content, PushResult, Recipient, wire_address
 from newsletter.delivery.mime import MessageTemplate
 from newsletter.errors import ConfigError
 
@@ -245,7 +245,7 @@ class SmtpMessenger:
         while True:
             connection = self._pool.get()
             try:
-                connection.send(sender, recipient.email, data)
+                connection.send(sender, wire_address(recipient.email), data)
                 return "sent", message_id
             except _Permanent as exc:
                 return "failed", str(exc)

@@ -160,6 +160,7 @@ async def subscribe(request: Request, background: BackgroundTasks) -> Response:
         address = await run_in_threadpool(
             subscribers.normalize_email, email, check_deliverability=w.settings.check_deliverability
         )
+        name = subscribers.clean_name(fields.get("name") or None)
     except SubscriberError as exc:
         if wants_json(request):
             raise
@@ -172,7 +173,7 @@ async def subscribe(request: Request, background: BackgroundTasks) -> Response:
         w.settings,
         w.engine,
         address,
-        name=fields.get("name") or None,
+        name=name,
         ip=client_ip(request),
         user_agent=request.headers.get("user-agent"),
         source=source if _SOURCE_RE.match(source) else "web",
