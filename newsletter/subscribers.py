@@ -21,6 +21,7 @@ The unsubscribe URL and the ``List-Unsubscribe`` headers are built here, once
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -723,6 +724,7 @@ def import_csv(
     if isinstance(source, str | Path):
         path = Path(source)
         try:
+            _check_utf8(path)  # all of it, before a row is written: never half an import
             with open(path, encoding="utf-8-sig", newline="") as handle:
                 return _import(settings, engine, handle, confirmed, source_label, chunk_size)
         except FileNotFoundError:
@@ -734,6 +736,26 @@ def import_csv(
         except OSError as exc:  # permissions, I/O: say what the system said, no traceback
             raise SubscriberError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     return _import(settings, engine, source, confirmed, source_label, chunk_size)
+
+
+def _check_utf8(path: Path, chunk: int = 1 << 20) -> None:
+    """SubscriberError naming the line of the first byte that is not UTF-8."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    lines = 1
+    with open(path, "rb") as handle:
+        while True:
+            data = handle.read(chunk)
+            try:
+                decoder.decode(data, final=not data)
+            except UnicodeDecodeError as exc:
+                line = lines + data[: exc.start].count(b"\n")
+                raise SubscriberError(
+                    f"{path}:{line}: not UTF-8 text ({exc.reason}); save the file as UTF-8 "
+                    "(nothing was imported)"
+                ) from None
+            if not data:
+                return
+            lines += data.count(b"\n")
 
 
 def _import(
@@ -753,9 +775,10 @@ def _import(
         ) from None
     except csv.Error as exc:
         raise SubscriberError(f"line 1: {exc}") from None
-    columns = [name.strip().lower().lstrip("\ufeff") for name in header]
+    columns = [name.lstrip("\ufeff").strip().lower() for name in header]
     if "email" not in columns:
-        raise SubscriberError(f"line 1: the header row needs an 'email' column (found: {', '.join(header)})")
+        found = ", ".join(_CONTROL.sub("?", " ".join(name.split()))[:40] for name in header[:10])
+        raise SubscriberError(f"line 1: the header row needs an 'email' column (found: {found})")
     email_at = columns.index("email")
     name_at = columns.index("name") if "name" in columns else None
     report = ImportReport()

@@ -121,11 +121,34 @@ def _event_id(event: Mapping[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical).hexdigest()
 
 
+_MAX_ID = 2**31 - 1  # the INTEGER columns the ids are stored in
+
+
 def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
+    """A positive id that fits its column, or None (a signed body can still carry anything)."""
+    if isinstance(value, bool):
         return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if 0 < number <= _MAX_ID else None
+
+
+def _storable(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The event without string values no database can store or hash: a NUL (PostgreSQL
+    refuses it) or a lone surrogate (not UTF-8). Such a value is as good as absent."""
+    clean: dict[str, Any] = {}
+    for key, value in event.items():
+        if isinstance(value, str):
+            if "\x00" in value:
+                continue
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                continue
+        clean[key] = value
+    return clean
 
 
 def _hash_email(email: str) -> str:
@@ -149,7 +172,8 @@ def _handle_chunk(engine: Engine, events: list[Mapping[str, Any]], result: Event
     rows: dict[str, dict[str, Any]] = {}
     received: dict[tuple[str, int], str | None] = {}
     suppress: list[tuple[str, str, Mapping[str, Any]]] = []
-    for event in events:
+    for raw in events:
+        event = _storable(raw)
         name = str(event.get("event") or "")
         issue_id = event.get("issue_id")
         issue_id = str(issue_id)[:40] if issue_id else None
@@ -184,10 +208,10 @@ def _handle_chunk(engine: Engine, events: list[Mapping[str, Any]], result: Event
                 result.new += len(fresh)
                 for row in fresh:
                     result.counts[row["event"]] = result.counts.get(row["event"], 0) + 1
-        for event_id, name, event in suppress:
+        for event_id, name, suppressing in suppress:
             # A retried delivery of an event already applied must not apply again: the
             # person may have re-subscribed since (which lifted the suppression).
-            if event_id not in existing and _suppress(conn, name, event, now):
+            if event_id not in existing and _suppress(conn, name, suppressing, now):
                 result.suppressed += 1
         resolved = ledger.mark_in_flight_sent(conn, received)
         result.resolved += resolved
