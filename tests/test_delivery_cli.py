@@ -20,9 +20,10 @@ from tests.support.delivery_fixtures import (
     make_issue,
     popen_cli,
     run_cli,
+    use_sendgrid,
     wait_for,
 )
-from tests.support.fake_sendgrid import API_KEY, FakeSendGrid
+from tests.support.fake_sendgrid import FakeSendGrid
 
 pytestmark = pytest.mark.slow
 
@@ -35,20 +36,7 @@ def fake() -> Iterator[FakeSendGrid]:
 
 @pytest.fixture
 def sg_env(env: dict[str, str], fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    values = {
-        "NEWSLETTER_PROVIDER": "sendgrid",
-        "NEWSLETTER_SENDGRID_API_KEY": API_KEY,
-        "NEWSLETTER_SENDGRID_API_URL": fake.url,
-        "NEWSLETTER_RETRY_BACKOFF": "0.05",
-        "NEWSLETTER_BATCH_SIZE": "100",
-    }
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    env.update(values)
-    from newsletter.config import get_settings
-
-    get_settings.cache_clear()
-    return env
+    return use_sendgrid(monkeypatch, env, fake.url)
 
 
 @pytest.fixture

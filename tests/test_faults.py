@@ -33,8 +33,8 @@ from newsletter.delivery import SendProgress, delivery_status, send_issue
 from newsletter.errors import DeliveryError, NewsletterError
 from newsletter.tables import DeliveryRow, IssueRow, SubscriberRow
 from tests.conftest import PG_HOST, PG_PORT
-from tests.support.delivery_fixtures import add_subscribers, make_issue, popen_cli, run_cli
-from tests.support.fake_sendgrid import API_KEY, FakeSendGrid
+from tests.support.delivery_fixtures import add_subscribers, make_issue, popen_cli, run_cli, use_sendgrid
+from tests.support.fake_sendgrid import FakeSendGrid
 
 BATCH = 100
 SUBSCRIBERS = 350  # four batches: 100, 100, 100, 50
@@ -48,20 +48,14 @@ def fake() -> Iterator[FakeSendGrid]:
 
 @pytest.fixture
 def sg_env(env: dict[str, str], fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    values = {
-        "NEWSLETTER_PROVIDER": "sendgrid",
-        "NEWSLETTER_SENDGRID_API_KEY": API_KEY,
-        "NEWSLETTER_SENDGRID_API_URL": fake.url,
-        "NEWSLETTER_SENDGRID_TIMEOUT": "10",
-        "NEWSLETTER_RETRY_BACKOFF": "0.05",
-        "NEWSLETTER_MAX_RETRIES": "2",
-        "NEWSLETTER_BATCH_SIZE": str(BATCH),
-    }
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    env.update(values)
-    get_settings.cache_clear()
-    return env
+    return use_sendgrid(
+        monkeypatch,
+        env,
+        fake.url,
+        NEWSLETTER_SENDGRID_TIMEOUT="10",
+        NEWSLETTER_MAX_RETRIES="2",
+        NEWSLETTER_BATCH_SIZE=str(BATCH),
+    )
 
 
 @pytest.fixture

@@ -32,9 +32,10 @@ from tests.support.delivery_fixtures import (
     ledger_states,
     popen_cli,
     run_cli,
+    use_sendgrid,
     wait_for,
 )
-from tests.support.fake_sendgrid import API_KEY, FakeSendGrid
+from tests.support.fake_sendgrid import FakeSendGrid
 
 with warnings.catch_warnings():
     # starlette 1.x nags (at import only) that it prefers httpx2 over httpx; httpx is what we have.
@@ -76,22 +77,14 @@ def fake() -> Iterator[FakeSendGrid]:
 def _configure(
     monkeypatch: pytest.MonkeyPatch, env: dict[str, str], fake: FakeSendGrid, **extra: str
 ) -> dict[str, str]:
-    values = {
-        "NEWSLETTER_PROVIDER": "sendgrid",
-        "NEWSLETTER_SENDGRID_API_KEY": API_KEY,
-        "NEWSLETTER_SENDGRID_API_URL": fake.url,
-        "NEWSLETTER_RETRY_BACKOFF": "0.05",
+    """Ticks that import the sample pages and send through the local SendGrid look-alike."""
+    defaults = {
         "NEWSLETTER_BATCH_SIZE": str(BATCH),
         "NEWSLETTER_SOURCES": str(SAMPLES),
         "NEWSLETTER_TIMEZONE": ZONE,
         "NEWSLETTER_SCHEDULE": "0 9 * * MON",
-        **extra,
     }
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    env.update(values)
-    get_settings.cache_clear()
-    return env
+    return use_sendgrid(monkeypatch, env, fake.url, **(defaults | extra))
 
 
 @pytest.fixture

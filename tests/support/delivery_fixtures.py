@@ -12,12 +12,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, func, insert, select
 
 from newsletter.archive import write_issue
 from newsletter.config import Settings
 from newsletter.render import PLACEHOLDERS, TEXT_PLACEHOLDERS
 from newsletter.tables import DeliveryRow, IssueRow, SubscriberRow, SuppressionRow
+from tests.support.fake_sendgrid import API_KEY as FAKE_API_KEY
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 ISSUE_ID = "2026-W48"
@@ -167,3 +169,24 @@ def in_flight_emails(engine: Engine, issue_id: str) -> set[str]:
 def issue_status(engine: Engine, issue_id: str) -> str:
     with engine.connect() as conn:
         return str(conn.execute(select(IssueRow.status).where(IssueRow.id == issue_id)).scalar_one())
+
+
+def use_sendgrid(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], url: str, **extra: str
+) -> dict[str, str]:
+    """Point the settings (and ``env``, for subprocesses) at a local SendGrid look-alike."""
+    from newsletter.config import get_settings
+
+    values = {
+        "NEWSLETTER_PROVIDER": "sendgrid",
+        "NEWSLETTER_SENDGRID_API_KEY": FAKE_API_KEY,
+        "NEWSLETTER_SENDGRID_API_URL": url,
+        "NEWSLETTER_RETRY_BACKOFF": "0.05",
+        "NEWSLETTER_BATCH_SIZE": "100",
+        **extra,
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    env.update(values)
+    get_settings.cache_clear()
+    return env
