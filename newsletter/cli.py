@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 from newsletter.commands import comparisons, delivery, issues, server, subscribers
 from newsletter.commands._console import make_console
 from newsletter.config import load_settings
+from newsletter.db import driver_message
 from newsletter.errors import NewsletterError
 
 err_console = make_console(stderr=True)
@@ -31,8 +32,7 @@ class _UserErrorsAsOneLine(TyperGroup):
             raise typer.Exit(error.exit_code) from None
         except OperationalError as error:
             # The database went away or stayed locked: the user's to fix, not a bug to trace.
-            reason = (str(error.orig or error).strip().splitlines() or ["unknown"])[0][:300]
-            err_console.print(Text.assemble(("error:", "bold red"), f" database: {reason}"))
+            err_console.print(Text.assemble(("error:", "bold red"), f" database: {driver_message(error)}"))
             raise typer.Exit(1) from None
 
 

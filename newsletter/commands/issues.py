@@ -49,10 +49,11 @@ def build(
     from newsletter.archive import issue_dir
 
     html = issue_dir(settings, result.issue_id) / "email.html"
-    if html.is_file() and html.stat().st_size > GMAIL_CLIP_BYTES:
+    size = html.stat().st_size if html.is_file() else 0
+    if size > GMAIL_CLIP_BYTES:
         # On stderr: the id stays alone on stdout's last line for scripts.
         typer.echo(
-            f"warning: email.html is {html.stat().st_size // 1024} KB; Gmail clips messages over "
+            f"warning: email.html is {size // 1024} KB; Gmail clips messages over "
             f"{GMAIL_CLIP_BYTES // 1024} KB (lower NEWSLETTER_ISSUE_SIZE)",
             err=True,
         )

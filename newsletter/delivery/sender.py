@@ -28,6 +28,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.config import Settings
+from newsletter.db import driver_message
 from newsletter.delivery import ledger
 from newsletter.delivery.messengers import Content, Messenger, PushResult, Recipient, get_messenger
 from newsletter.errors import DeliveryError, NotFoundError, ProviderError
@@ -218,7 +219,6 @@ class _PendingPages:
         self._unclaimed = max(0, self._unclaimed - count)
 
 
-
 def send_issue(
     settings: Settings,
     engine: Engine,
@@ -306,9 +306,8 @@ def send_issue(
     except SQLAlchemyError as exc:
         # The database went away or stayed locked mid-send. The ledger holds what was
         # done: at most the batch being recorded is left in flight (uncertain).
-        reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["unknown"])[0]
         error = DeliveryError(
-            f"database error during the send ({reason[:300]}); "
+            f"database error during the send ({driver_message(exc)}); "
             f"run `newsletter send {issue_id}` again to resume"
         )
         report.error = str(error)
@@ -384,9 +383,9 @@ def _send_batch(
     state.failed += len(outcome.failed)
     state.uncertain += len(outcome.uncertain)
     if result.error and outcome.deferred:
-        where = "" if result.error.startswith(f"{messenger.name}:") else f"{messenger.name}: "
         raise DeliveryError(
-            f"{where}{result.error}; {len(outcome.deferred)} recipients left pending (send again to resume)"
+            f"{messenger.name}: {result.error}; {len(outcome.deferred)} recipients left pending "
+            "(send again to resume)"
         )
 
 
@@ -456,7 +455,9 @@ def send_test(
         messenger.close()
     failed = dict(result.failed)
     for address in [*result.deferred, *result.uncertain]:
-        failed.setdefault(address, result.error or "not confirmed by the provider")
+        failed.setdefault(
+            address, f"{messenger.name}: {result.error}" if result.error else "not confirmed by the provider"
+        )
     return TestSendReport(
         issue_id=issue_id,
         provider=messenger.name,

@@ -64,7 +64,8 @@ class PushResult:
     ``deferred``: certainly not sent (e.g. the server was unreachable): safe to send again.
     ``uncertain``: the connection died while the message was being handed over; whether
     it went out is unknown, so the ledger keeps it ``in_flight`` (never resent automatically).
-    ``error``: why some addresses were deferred (the send stops after recording the push).
+    ``error``: why some addresses were deferred (the send stops after recording the push);
+    without the provider's name, which the caller adds.
     """
 
     accepted: list[str] = field(default_factory=list)

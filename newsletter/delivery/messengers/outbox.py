@@ -35,7 +35,7 @@ class OutboxMessenger:
                 # What was written is delivered: report it, so a resume does not write it
                 # again; the rest certainly was not (no file), so it may be sent again.
                 result.deferred.extend(r.email for r in recipients[index:])
-                result.error = f"outbox: cannot write to {self.directory}: {exc.strerror}"
+                result.error = f"cannot write to {self.directory}: {exc.strerror}"
                 break
             result.accepted.append(recipient.email)
             result.message_ids[recipient.email] = mail.message_id
