@@ -192,17 +192,20 @@ def run_tick(
             "missed", f"the schedule {settings.schedule!r} has no run before {now:%Y-%m-%d %H:%M} UTC"
         )
     late = now - slot.fire_time
-    # A send that started and did not finish is resumed whatever the time: half the
-    # list has the issue, the other half must get it too. Only a slot that never
-    # started is subject to the grace time (no stale issue goes out days late).
-    stale = late > timedelta(seconds=settings.misfire_grace_time) and not _unfinished(engine, slot)
     with instance_lock(engine) as got:
         if not got:
             return TickResult(
                 "taken", f"slot {slot.key} is already taken: another instance is running the weekly job", slot
             )
+        unfinished = unfinished_slots(engine)
+        # A send that started and did not finish is resumed whatever the time: half the
+        # list has the issue, the other half must get it too. Only a slot that never
+        # started is subject to the grace time (no stale issue goes out days late).
+        stale = late > timedelta(seconds=settings.misfire_grace_time) and all(
+            row.key != slot.key for row in unfinished
+        )
         resumed = _resume_earlier_slots(
-            settings, engine, slot, now=now, worker=worker, stop=stop, progress=progress
+            settings, engine, slot, unfinished, now=now, worker=worker, stop=stop, progress=progress
         )
         if stop is not None and stop.is_set():
             return resumed[-1] if resumed else TickResult("stopped", "stopped before it started", slot)
@@ -234,6 +237,7 @@ def _resume_earlier_slots(
     settings: Settings,
     engine: Engine,
     current: Slot,
+    unfinished: list[ScheduleSlotRow],
     *,
     now: datetime,
     worker: str,
@@ -246,7 +250,7 @@ def _resume_earlier_slots(
     weeks later, and before this slot's issue.
     """
     results = []
-    for row in unfinished_slots(engine):
+    for row in unfinished:
         if row.key == current.key or (stop is not None and stop.is_set()):
             continue
         log.warning("weekly job: resuming the unfinished send of slot %s (issue %s)", row.key, row.issue_id)
@@ -409,13 +413,6 @@ def unfinished_slots(engine: Engine) -> list[ScheduleSlotRow]:
             .limit(50)
         )
         return list(rows)
-
-
-def _unfinished(engine: Engine, slot: Slot) -> bool:
-    """True when ``slot`` started an issue that has not finished sending."""
-    with session_scope(engine) as session:
-        row = session.get(ScheduleSlotRow, slot.key)
-        return row is not None and row.outcome not in FINAL_OUTCOMES and row.issue_id is not None
 
 
 def _duration(delta: timedelta) -> str:
