@@ -63,6 +63,15 @@ _PLACEHOLDER_RE = re.compile(r"%%[A-Z][A-Z0-9_]*%%")
 _BY_TOKEN = {token: name for name, token in PLACEHOLDERS.items()} | {
     token: name for name, token in TEXT_PLACEHOLDERS.items()
 }
+_PLACEHOLDER_SPLIT = re.compile("(" + "|".join(re.escape(token) for token in _BY_TOKEN) + ")")
+
+
+def split_placeholders(text: str) -> list[str]:
+    """``text`` cut at its placeholder tokens: literal, token, literal, ..., literal.
+
+    Every occurrence of a known token counts, as in a provider's server-side substitution.
+    """
+    return _PLACEHOLDER_SPLIT.split(text)
 
 log = logging.getLogger(__name__)
 
@@ -81,21 +90,10 @@ class Personalizer:
 
     def __init__(self, template: str, *, html: bool) -> None:
         self._escape = html
-        parts: list[str] = []
-        slots: list[tuple[int, str]] = []
-        position = 0
-        for match in _PLACEHOLDER_RE.finditer(template):
-            name = _BY_TOKEN.get(match.group())
-            if name is None:
-                continue
-            parts.append(template[position : match.start()])
-            slots.append((len(parts), name))
-            parts.append("")
-            position = match.end()
-        parts.append(template[position:])
-        self._parts = parts
-        self._slots = tuple(slots)
-        self._names = frozenset(name for _index, name in slots)
+        pieces = split_placeholders(template)  # odd indices are the placeholders
+        self._slots = tuple((index, _BY_TOKEN[piece]) for index, piece in enumerate(pieces) if index % 2)
+        self._parts = [piece if index % 2 == 0 else "" for index, piece in enumerate(pieces)]
+        self._names = frozenset(name for _index, name in self._slots)
 
     @property
     def names(self) -> frozenset[str]:

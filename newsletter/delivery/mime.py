@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import binascii
 import functools
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -27,7 +26,7 @@ from email.policy import SMTP
 from email.utils import formatdate, make_msgid
 
 from newsletter.delivery.messengers.base import Content, Recipient, wire_address
-from newsletter.render import PLACEHOLDERS, TEXT_PLACEHOLDERS
+from newsletter.render import split_placeholders
 
 # RFC 5322's hard limit, not the 78-column default: a header with no space to fold at
 # (List-Unsubscribe's URL) is otherwise turned into an RFC 2047 encoded-word, which
@@ -38,9 +37,6 @@ MESSAGE_POLICY = SMTP.clone(max_line_length=998)
 _TEXT_SENTINEL = b"NEWSLETTERTEXTPARTGOESHERE"
 _HTML_SENTINEL = b"NEWSLETTERHTMLPARTGOESHERE"
 _SOFT_BREAK = b"=\r\n"
-_PLACEHOLDER_SPLIT = re.compile(
-    "(" + "|".join(re.escape(token) for token in (*PLACEHOLDERS.values(), *TEXT_PLACEHOLDERS.values())) + ")"
-)
 
 
 def personalize(text: str, substitutions: Mapping[str, str]) -> str:
@@ -126,7 +122,7 @@ class _EncodedPart:
         if not text.endswith("\n"):
             text += "\n"  # as the email package does: a part ends with a line end
         self._pieces: list[bytes | str] = []
-        for index, piece in enumerate(_PLACEHOLDER_SPLIT.split(text)):
+        for index, piece in enumerate(split_placeholders(text)):
             if index % 2:
                 self._pieces.append(piece)  # a placeholder, filled per recipient
             elif piece:
