@@ -120,19 +120,13 @@ def _accepted(request: Request, email: str) -> Response:
     return page(request, "subscribed.html", {"message": ACCEPTED_MESSAGE})
 
 
-def _send_safely(what: str, function: Any, *args: Any) -> None:
-    """A background mail: a failing provider is logged, never shown (the answer is already out)."""
+def _after_answer(what: str, function: Any, *args: Any, **kwargs: Any) -> None:
+    """Background work (storing a subscription, a mail): a failure is logged, never shown,
+    since the answer is already out."""
     try:
-        function(*args)
+        function(*args, **kwargs)
     except Exception:
-        log.exception("%s mail could not be sent", what)
-
-
-def _subscribe_safely(settings: Settings, engine: Any, address: str, **details: Any) -> None:
-    try:
-        subscribers.subscribe(settings, engine, address, send=True, **details)
-    except Exception:
-        log.exception("subscribe: could not record a subscription")
+        log.exception("%s failed after the answer was sent", what)
 
 
 @router.post(
@@ -169,10 +163,13 @@ async def subscribe(request: Request, background: BackgroundTasks) -> Response:
     # Everything that does depend on it (a known address, a new one, an unsubscribed one)
     # happens after the answer is out, so neither the answer nor its timing tells.
     background.add_task(
-        _subscribe_safely,
+        _after_answer,
+        "subscription",
+        subscribers.subscribe,
         w.settings,
         w.engine,
         address,
+        send=True,
         name=name,
         ip=client_ip(request),
         user_agent=request.headers.get("user-agent"),
@@ -202,7 +199,7 @@ async def confirm(request: Request, background: BackgroundTasks, token: str = TO
         return _token_error(request, exc, token=token, kind="confirm")
     if result.newly_confirmed:
         background.add_task(
-            _send_safely, "welcome", subscribers.send_welcome, w.settings, w.engine, result.subscriber
+            _after_answer, "welcome mail", subscribers.send_welcome, w.settings, w.engine, result.subscriber
         )
     latest = await run_in_threadpool(subscribers.latest_issue_url, w.settings, w.engine)
     if wants_json(request):
@@ -224,7 +221,9 @@ async def resend(request: Request, background: BackgroundTasks) -> Response:
     except TokenError as exc:
         return _token_error(request, exc, token="", kind="confirm")
     if found is not None:
-        background.add_task(_send_safely, "confirmation", subscribers.send_confirmation, w.settings, found)
+        background.add_task(
+            _after_answer, "confirmation mail", subscribers.send_confirmation, w.settings, found
+        )
     if wants_json(request):
         return JSONResponse({"status": "check_your_inbox"}, status_code=202)
     return page(
