@@ -142,18 +142,14 @@ def bench_subscribes(
 
 def bench_webhooks(database_url: str, events: int, per_request: int = 1000) -> dict[str, Any]:
     """Signed SendGrid event batches (ECDSA verified, stored once per sg_event_id) per second."""
-    import base64
     import json
 
-    from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from tests.support.server import uvicorn_process
+    from tests.support.webhooks import public_key_b64, sign
 
     key = ec.generate_private_key(ec.SECP256R1())
-    public = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
     now = int(time.time())
     bodies = []
     for start in range(0, events, per_request):
@@ -169,21 +165,15 @@ def bench_webhooks(database_url: str, events: int, per_request: int = 1000) -> d
             for n in range(start, min(events, start + per_request))
         ]
         bodies.append(json.dumps(batch).encode())
-    signed = []
-    for body in bodies:
-        stamp = str(now)
-        signature = base64.b64encode(key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))).decode()
-        signed.append((body, signature, stamp))
+    signed = [(body, sign(key, body, timestamp=str(now))) for body in bodies]
 
     def request_for(host: str, port: int, number: int) -> bytes:
         if number < 0:
             return get_request(host, port, "/healthz")
-        body, signature, stamp = signed[number]
+        body, headers = signed[number]
+        lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         head = (
-            f"POST /webhooks/sendgrid HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            "Content-Type: application/json\r\n"
-            f"X-Twilio-Email-Event-Webhook-Signature: {signature}\r\n"
-            f"X-Twilio-Email-Event-Webhook-Timestamp: {stamp}\r\n"
+            f"POST /webhooks/sendgrid HTTP/1.1\r\nHost: {host}:{port}\r\n{lines}"
             f"Content-Length: {len(body)}\r\n\r\n"
         )
         return head.encode() + body
@@ -191,7 +181,7 @@ def bench_webhooks(database_url: str, events: int, per_request: int = 1000) -> d
     with tempfile.TemporaryDirectory(prefix="nl-bench-hook-") as folder:
         env = {
             **_env(Path(folder), database_url),
-            "NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY": base64.b64encode(public).decode(),
+            "NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY": public_key_b64(key),
         }
         with uvicorn_process(env=env) as server:
             rate, statuses = asyncio.run(hammer(server.url, len(signed), 2, request_for))

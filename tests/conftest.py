@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 
 from newsletter.config import Settings, get_settings
 from newsletter.db import dispose_engines, make_engine, open_database, upgrade
+from tests.support.fake_sendgrid import FakeSendGrid
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "samples" / "comparisons"
@@ -132,6 +133,12 @@ def settings(env: dict[str, str]) -> Settings:
 @pytest.fixture
 def engine(settings: Settings) -> Engine:
     return open_database(settings.database_url)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeSendGrid]:
+    with FakeSendGrid() as server:
+        yield server
 
 
 @pytest.fixture

@@ -59,12 +59,6 @@ def outbox_app(
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeSendGrid]:
-    with FakeSendGrid() as server:
-        yield server
-
-
-@pytest.fixture
 def sendgrid_app(
     sqlite_env: dict[str, str], fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[FastAPI, TestClient]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, select
@@ -26,12 +25,6 @@ from tests.support.delivery_fixtures import (
 from tests.support.fake_sendgrid import FakeSendGrid
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeSendGrid]:
-    with FakeSendGrid() as server:
-        yield server
 
 
 @pytest.fixture

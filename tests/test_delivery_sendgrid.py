@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote
 
@@ -23,12 +22,6 @@ from tests.support.delivery_fixtures import (
     suppress,
 )
 from tests.support.fake_sendgrid import API_KEY, FakeSendGrid
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeSendGrid]:
-    with FakeSendGrid() as server:
-        yield server
 
 
 @pytest.fixture

@@ -33,17 +33,18 @@ from newsletter.delivery import SendProgress, delivery_status, send_issue
 from newsletter.errors import DeliveryError, NewsletterError
 from newsletter.tables import DeliveryRow, IssueRow, SubscriberRow
 from tests.conftest import PG_HOST, PG_PORT
-from tests.support.delivery_fixtures import add_subscribers, make_issue, popen_cli, run_cli, use_sendgrid
+from tests.support.delivery_fixtures import (
+    add_subscribers,
+    make_issue,
+    popen_cli,
+    run_cli,
+    use_sendgrid,
+    wait_for,
+)
 from tests.support.fake_sendgrid import FakeSendGrid
 
 BATCH = 100
 SUBSCRIBERS = 350  # four batches: 100, 100, 100, 50
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeSendGrid]:
-    with FakeSendGrid() as server:
-        yield server
 
 
 @pytest.fixture
@@ -64,12 +65,7 @@ def sg(sg_env: dict[str, str]) -> tuple[Settings, Engine]:
     return settings, open_database(settings.database_url)
 
 
-def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+
 
 
 def _issue_status(engine: Engine, issue_id: str) -> str:
@@ -136,7 +132,7 @@ def _terminate_others(dsn: str, *spare: int) -> int:
 def _kill_the_writer_of_batch_two(dsn: str, fake: FakeSendGrid, killed: list[int]) -> None:
     """While the second request is out, lock the ledger; once the sender waits on that lock
     (recording what SendGrid took), terminate its backend, then let go."""
-    _wait_for(lambda: fake.received >= 2, 20, "the second request")
+    wait_for(lambda: fake.received >= 2, 20, "the second request")
     with psycopg.connect(dsn, connect_timeout=5) as locker, psycopg.connect(dsn, autocommit=True) as watch:
         locker.execute("LOCK TABLE deliveries IN ACCESS EXCLUSIVE MODE")
         waiting: list[tuple[Any, ...]] = []
@@ -148,7 +144,7 @@ def _kill_the_writer_of_batch_two(dsn: str, fake: FakeSendGrid, killed: list[int
             ).fetchall()
             return bool(waiting)
 
-        _wait_for(blocked, 20, "the sender to wait on the locked ledger")
+        wait_for(blocked, 20, "the sender to wait on the locked ledger")
         assert all("UPDATE deliveries" in query for _pid, query in waiting), waiting
         killed.append(_terminate_others(dsn, locker.info.backend_pid, watch.info.backend_pid))
         locker.rollback()
@@ -318,7 +314,7 @@ def test_sqlite_locked_beyond_the_busy_timeout_fails_with_the_batch_uncertain_an
     taken = threading.Event()
 
     def lock_during_second_request() -> None:
-        _wait_for(lambda: fake.received >= 2, 20, "the second request")
+        wait_for(lambda: fake.received >= 2, 20, "the second request")
         _hold_write_lock(path, 2.0, taken)
 
     helper = Helper(lock_during_second_request).start()

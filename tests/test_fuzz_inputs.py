@@ -12,7 +12,6 @@ Budgets: ``max_examples`` 40-100 per property, the whole module well under a min
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import re
@@ -25,7 +24,6 @@ from typing import Any
 from urllib.parse import quote, unquote_plus
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, event, given
 from hypothesis import settings as hypothesis_settings
@@ -36,12 +34,13 @@ from newsletter import subscribers
 from newsletter.config import Settings, get_settings
 from newsletter.db import open_database
 from newsletter.delivery import delivery_status, send_issue
-from newsletter.delivery.events import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from newsletter.delivery.events import SIGNATURE_HEADER
 from newsletter.delivery.messengers.base import wire_address
 from newsletter.errors import SubscriberError
 from newsletter.tables import DeliveryRow, SubscriberRow, SuppressionRow, WebhookEventRow
 from newsletter.web import create_app
 from tests.support.delivery_fixtures import add_subscribers, make_issue
+from tests.support.webhooks import public_key_b64, sign
 
 with warnings.catch_warnings():
     # starlette nags (at import only) that it prefers httpx2 over httpx; httpx is what we have.
@@ -595,10 +594,7 @@ def key() -> ec.EllipticCurvePrivateKey:
 def hook_settings(
     env: dict[str, str], key: ec.EllipticCurvePrivateKey, monkeypatch: pytest.MonkeyPatch
 ) -> Settings:
-    der = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    monkeypatch.setenv("NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY", base64.b64encode(der).decode())
+    monkeypatch.setenv("NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY", public_key_b64(key))
     monkeypatch.setenv("NEWSLETTER_WEBHOOK_MAX_BODY_BYTES", str(WEBHOOK_LIMIT))
     get_settings.cache_clear()
     return get_settings()
@@ -608,16 +604,6 @@ def hook_settings(
 def hook_client(hook_settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(hook_settings), raise_server_exceptions=False) as client:
         yield client
-
-
-def sign(key: ec.EllipticCurvePrivateKey, body: bytes) -> dict[str, str]:
-    timestamp = str(int(time.time()))
-    signature = key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-    return {
-        SIGNATURE_HEADER: base64.b64encode(signature).decode(),
-        TIMESTAMP_HEADER: timestamp,
-        "content-type": "application/json",
-    }
 
 
 def _snapshot(engine: Engine) -> dict[str, Any]:

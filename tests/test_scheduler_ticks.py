@@ -13,7 +13,6 @@ import subprocess
 import threading
 import time
 import warnings
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -66,12 +65,6 @@ BOTH_DATABASES = pytest.mark.parametrize(
 
 
 # --- fixtures and helpers ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeSendGrid]:
-    with FakeSendGrid() as server:
-        yield server
 
 
 def _configure(

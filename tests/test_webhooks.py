@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import time
 from collections.abc import Iterator
@@ -11,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI
 from sqlalchemy import Engine, func, insert, select
@@ -23,6 +21,7 @@ from newsletter.delivery.events import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from newsletter.tables import DeliveryBatchRow, DeliveryRow, SubscriberRow, SuppressionRow, WebhookEventRow
 from newsletter.web.routes import webhooks
 from tests.support.delivery_fixtures import add_subscribers, email_hash, make_issue, subscriber_ids
+from tests.support.webhooks import public_key_b64, sign
 
 
 class AsgiClient:
@@ -55,10 +54,7 @@ def key() -> ec.EllipticCurvePrivateKey:
 def hook_settings(
     env: dict[str, str], key: ec.EllipticCurvePrivateKey, monkeypatch: pytest.MonkeyPatch
 ) -> Settings:
-    der = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    monkeypatch.setenv("NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY", base64.b64encode(der).decode())
+    monkeypatch.setenv("NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY", public_key_b64(key))
     monkeypatch.setenv("NEWSLETTER_WEBHOOK_MAX_BODY_BYTES", str(4 * 1024 * 1024))
     get_settings.cache_clear()
     return get_settings()
@@ -77,17 +73,6 @@ def client(hook_settings: Settings, hook_engine: Engine) -> Iterator[AsgiClient]
     app.include_router(webhooks.router)
     with AsgiClient(app) as test_client:
         yield test_client
-
-
-def sign(key: ec.EllipticCurvePrivateKey, body: bytes, timestamp: str | None = None) -> dict[str, str]:
-    """What SendGrid does: ECDSA(SHA-256) over timestamp + payload, base64 of the DER signature."""
-    timestamp = timestamp or str(int(time.time()))
-    signature = key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-    return {
-        SIGNATURE_HEADER: base64.b64encode(signature).decode(),
-        TIMESTAMP_HEADER: timestamp,
-        "Content-Type": "application/json",
-    }
 
 
 def event(
