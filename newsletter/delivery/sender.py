@@ -159,6 +159,7 @@ class RecipientBuilder:
         return Recipient(
             email=email,
             subscriber_id=subscriber_id,
+            name=(name or "").strip() or None,
             substitutions=substitutions(values),
             headers=self._links.headers(url),
         )
