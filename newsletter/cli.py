@@ -1,14 +1,22 @@
 """The ``newsletter`` command: parse, call, print. Commands live in newsletter/commands/.
 
 User errors (NewsletterError) print one line on stderr and exit 1, never a
-traceback; usage errors exit 2 (click's own convention).
+traceback; usage errors exit 2 (click's own convention). A bug (any other
+exception) is one line too: the traceback goes to a log file that the line names,
+or to stderr with ``--verbose``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
+import time
+import traceback
+from pathlib import Path
 from typing import Any
 
+import click
 import typer
 from rich.text import Text
 from sqlalchemy.exc import OperationalError
@@ -34,6 +42,25 @@ class _UserErrorsAsOneLine(TyperGroup):
             # The database went away or stayed locked: the user's to fix, not a bug to trace.
             err_console.print(Text.assemble(("error:", "bold red"), f" database: {driver_message(error)}"))
             raise typer.Exit(1) from None
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise  # typer's own exits and usage errors (exit 2) keep their meaning
+        except Exception as error:
+            if ctx.params.get("verbose"):
+                traceback.print_exc()
+                where = "traceback above"
+            else:
+                where = f"traceback in {_write_crash_log()}"
+            message = f" unexpected {type(error).__name__}: {error} ({where})"
+            err_console.print(Text.assemble(("error:", "bold red"), message))
+            raise typer.Exit(1) from None
+
+
+def _write_crash_log() -> Path:
+    """The current exception's traceback in a file of its own, for a bug report."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path(tempfile.gettempdir()) / f"newsletter-error-{stamp}-{os.getpid()}.log"
+    path.write_text(traceback.format_exc(), encoding="utf-8")
+    return path
 
 
 app = typer.Typer(

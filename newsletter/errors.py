@@ -11,7 +11,7 @@
     ├── AuthError                   HTTP 401: admin without a valid token
     ├── RateLimitedError            HTTP 429: too many requests (carries retry_after)
     ├── DeliveryError               a send cannot go on
-    │   └── ProviderError           the provider said no (status, field, message)
+    │   └── ProviderError           HTTP 502: the provider said no (status, field, message)
     │       ├── ProviderRejectedError   4xx that retrying will not fix (400/401/403/413)
     │       └── ProviderUnavailableError  429/5xx/timeouts that outlived their retries
     └── SchedulerError              the weekly job cannot run
@@ -83,7 +83,12 @@ class DeliveryError(NewsletterError):
 
 
 class ProviderError(DeliveryError):
-    """The provider refused or failed. ``field`` is the provider's name for the bad input."""
+    """The provider refused or failed. ``field`` is the provider's name for the bad input.
+
+    HTTP 502: the request was fine, the service behind us was not (never a 500).
+    """
+
+    http_status = 502
 
     def __init__(
         self,

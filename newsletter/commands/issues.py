@@ -129,8 +129,11 @@ def show(issue_id: str = typer.Argument(..., help="The issue id, e.g. 2026-W48."
 
 def preview(
     issue_id: str | None = typer.Argument(None, help="Issue id; default: the latest built issue."),
-    out: Path = typer.Option(
-        Path("preview.html"), "--out", "-o", help="Where to write the HTML (the text part goes next to it)."
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Where to write the HTML (the text part goes next to it); default: the issue's archive folder.",
     ),
     serve: bool = typer.Option(
         False, "--serve", help="Serve it on 127.0.0.1 and re-render on template edits."
