@@ -119,3 +119,10 @@ class ProviderUnavailableError(ProviderError):
 
 class SchedulerError(NewsletterError):
     pass
+
+
+def driver_message(exc: Exception) -> str:
+    """A database driver's error as one short line: its first line (psycopg adds the SQL
+    on the next ones), at most 300 characters."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return (text.splitlines() or ["unknown database error"])[0][:300]

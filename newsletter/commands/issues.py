@@ -157,8 +157,3 @@ def preview(
         return
     html_path, text_path = write_preview(settings, engine, issue_id, out)
     typer.echo(f"Wrote {html_path} and {text_path}")
-
-
-def register(root: typer.Typer) -> None:
-    """Top-level commands of this area (preview)."""
-    root.command("preview")(preview)

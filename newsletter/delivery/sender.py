@@ -28,10 +28,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.config import Settings
-from newsletter.db import driver_message
 from newsletter.delivery import ledger
 from newsletter.delivery.messengers import Content, Messenger, PushResult, Recipient, get_messenger
-from newsletter.errors import DeliveryError, NotFoundError, ProviderError, SubscriberError
+from newsletter.errors import DeliveryError, NotFoundError, ProviderError, SubscriberError, driver_message
 from newsletter.render import substitutions
 from newsletter.subscribers import UnsubscribeLinks, normalize_email
 from newsletter.tables import IssueRow
