@@ -268,7 +268,9 @@ class _PageParser:
         exact = [i for i in window if tool_key(self.text(i)) in names]
         if exact:
             return exact[-1]
-        short = [i for i in window if any(_starts_with_name(tool_key(self.text(i)), n) for n in names)]
+        # A short name only names a short line: a description sentence may start with it too.
+        labels = [i for i in window if looks_like_label(self.text(i))]
+        short = [i for i in labels if any(_starts_with_name(tool_key(self.text(i)), n) for n in names)]
         if len(short) == 1:
             return short[0]
         if names:
@@ -448,7 +450,9 @@ class _PageParser:
     # --- the reviewer scorecard ----------------------------------------------------------
 
     def _scorecard(self, section: _Section, cards: list[_Card]) -> None:
-        if any(self.tokens[i].kind in TAKE_KINDS for i in range(section.start, section.end)):
+        first = self.tokens[section.start] if section.start < section.end else None
+        rich_start = first is not None and first.kind is Kind.TEXT and not opens_quote(first.text)
+        if rich_start or any(self.tokens[i].kind is Kind.SCORE for i in range(section.start, section.end)):
             self._rich(section, cards)
         else:
             self._compact(section, cards)
@@ -525,6 +529,13 @@ class _PageParser:
                         )
                     if card.position == 1:
                         break
+                if parts and looks_like_label(self.text(index)):
+                    # A quote's later paragraphs are prose; a short label here is stray text.
+                    raise self.error(
+                        f"unexpected {self.text(index)!r} after {persona}'s quote on tool {card.side}: "
+                        "expected a paragraph of the quote, the next take or the next reviewer",
+                        index,
+                    )
                 parts.append(self.text(index))
                 index += 1
             quote = "\n\n".join(parts)
