@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import overload
 
 from pydantic import ValidationError
 
@@ -61,6 +62,8 @@ DECISION_ROWS = ("panel verdict", "community", "pricing", "best for", "category"
 MAX_TITLE = 300
 MAX_CARD_LINES = 4  # initial, category, name, tagline
 MAX_PERSONA = 60
+# Outside the scorecard "— word" is only text (a tagline or a value may start with a dash).
+PLAIN_KINDS = (Kind.TEXT, Kind.ATTRIBUTION)
 
 
 @dataclass
@@ -236,7 +239,7 @@ class _PageParser:
             stop -= 1
         window = list(range(max(floor, stop - MAX_CARD_LINES), stop))
         for index in window:
-            if self.kind(index) is not Kind.TEXT:
+            if self.kind(index) not in PLAIN_KINDS:
                 raise self.error(
                     f"tool {card.side}: expected the card's name, category or tagline, "
                     f"got {self.text(index)!r}",
@@ -307,8 +310,7 @@ class _PageParser:
 
     def _description(self, card: _Card, start: int, stop: int) -> str | None:
         for index in range(start, stop):
-            kind = self.tokens[index].kind
-            if kind is not Kind.TEXT and kind is not Kind.VERDICT:
+            if self.tokens[index].kind not in (*PLAIN_KINDS, Kind.VERDICT):
                 raise self.error(
                     f"tool {card.side}'s description: expected paragraphs of text, got {self.text(index)!r} "
                     "(sections come after both tool cards)",
@@ -322,7 +324,11 @@ class _PageParser:
         """Where tool B's description ends, and the Decision / scorecard sections after it."""
         headings = [i for i in range(start, end) if self.tokens[i].kind in (Kind.DECISION, Kind.SCORECARD)]
         first = headings[0] if headings else end
-        description_end = next((i for i in range(start, first) if self._starts_scorecard(i)), first)
+        # With its heading on the page, the scorecard starts there and nowhere else.
+        headed = any(self.tokens[i].kind is Kind.SCORECARD for i in headings)
+        description_end = first
+        if not headed:
+            description_end = next((i for i in range(start, first) if self._starts_scorecard(i)), first)
         sections: list[_Section] = []
         if description_end < first:
             self._refuse_compact_without_heading(description_end)
@@ -332,7 +338,9 @@ class _PageParser:
             kind = self.tokens[heading].kind
             if kind is Kind.DECISION:
                 # A scorecard without its heading may follow the table.
-                scorecard = next((i for i in range(heading + 1, stop) if self._starts_scorecard(i)), stop)
+                scorecard = stop
+                if not headed:
+                    scorecard = next((i for i in range(heading + 1, stop) if self._starts_scorecard(i)), stop)
                 sections.append(_Section(kind, heading, heading + 1, scorecard))
                 if scorecard < stop:
                     self._refuse_compact_without_heading(scorecard)
@@ -414,7 +422,7 @@ class _PageParser:
 
     def _decision_value(self, card: _Card, label: str, index: int) -> None:
         value = self.text(index)
-        if self.tokens[index].kind not in (Kind.TEXT, Kind.VERDICT):
+        if self.tokens[index].kind not in (*PLAIN_KINDS, Kind.VERDICT):
             raise self.error(f"Decision row {label!r}: expected a value, got {value!r}", index)
         if label == "panel verdict":
             match = PANEL_VERDICT_RE.match(value)
@@ -439,7 +447,7 @@ class _PageParser:
         elif label == "category":
             if card.category is None:
                 card.category = _value(value)
-            elif _value(value) is not None and tool_key(value) != tool_key(card.category):
+            elif _value(value) is None or tool_key(value) != tool_key(card.category):
                 raise self.error(
                     f"Decision table says tool {card.side}'s category is {value!r}, "
                     f"its card says {card.category!r}",
@@ -511,8 +519,8 @@ class _PageParser:
             raise self.error(
                 f"{persona}'s score on tool {card.side} has no quote after it: expected it here", start
             )
-        if opens_quote(self.text(start)):
-            scan = self._quote(start, section.end)
+        scan = self._quote(start, section.end, prose_ok=True) if opens_quote(self.text(start)) else None
+        if scan is not None:
             quote, index = scan.text, scan.end + 1
             if scan.rest:
                 self._attribution(scan.rest, persona, scan.end)
@@ -550,11 +558,20 @@ class _PageParser:
             raise self.error(f"{persona}'s quote on tool {card.side} is empty", start)
         return quote, index
 
-    def _quote(self, start: int, stop: int) -> QuoteScan:
+    @overload
+    def _quote(self, start: int, stop: int) -> QuoteScan: ...
+    @overload
+    def _quote(self, start: int, stop: int, *, prose_ok: bool) -> QuoteScan | None: ...
+
+    def _quote(self, start: int, stop: int, *, prose_ok: bool = False) -> QuoteScan | None:
+        """The quotation opening at ``start``; with ``prose_ok``, None when the line goes on
+        after its closing mark (a paragraph that starts with a quotation)."""
         try:
             scan = scan_quote(self.tokens, start, stop)
         except QuoteNotClosed as exc:
             raise self.error(exc.reason, start) from None
+        if prose_ok and scan.rest and ATTRIBUTION_RE.match(scan.rest) is None and scan.end == start:
+            return None
         if scan.rest and ATTRIBUTION_RE.match(scan.rest) is None:
             raise self.error(f"unexpected text after the closing quotation mark: {scan.rest!r}", scan.end)
         if not balanced(scan.text):

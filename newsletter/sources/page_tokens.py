@@ -33,7 +33,8 @@ QUOTE_PAIRS = {"“": "”", '"': '"', "«": "»", "„": "“"}
 
 SCORE_RE = re.compile(r"^(\d{1,3})\s*/\s*100\b\s*(?:[·•|:,—–-]\s*)?(ship|skip)?\s*$", re.IGNORECASE)
 PCT_RE = re.compile(r"^(\d{1,4})\s*%$")
-ATTRIBUTION_RE = re.compile(rf"^[—–]\s*(\S.{{0,{MAX_ATTRIBUTION}}})$")
+# "— Builder" after a quote: a name, never a sentence.
+ATTRIBUTION_RE = re.compile(rf"^[—–]\s*(\S.{{0,{MAX_ATTRIBUTION}}}(?<![.!?…]))$")
 
 
 class Kind(Enum):
