@@ -277,9 +277,25 @@ _NUMBER = re.compile(r"\d")
 def sentences(text: str) -> list[str]:
     """Whole sentences of ``text`` (whitespace collapsed), by ``sentencex``."""
     clean = " ".join(text.split())
-    if not clean:
-        return []
-    return [part.strip() for part in sentencex.segment("en", clean) if part.strip()]
+    return [clean[start:end] for start, end in _spans(clean)]
+
+
+def _spans(clean: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence in ``clean``: runs of sentences are sliced from the text
+    itself, so a quote never gains or loses a character between its sentences."""
+    spans: list[tuple[int, int]] = []
+    position = 0
+    for part in sentencex.segment("en", clean) if clean else []:
+        stripped = part.strip()
+        if not stripped:
+            continue
+        start = clean.find(stripped, position)
+        if start < 0:  # the segmenter changed the text: fall back to the rest as one sentence
+            spans.append((position, len(clean)))
+            break
+        spans.append((start, start + len(stripped)))
+        position = start + len(stripped)
+    return spans
 
 
 def sentence_weight(sentence: str) -> int:
@@ -297,37 +313,35 @@ def reason_quote(text: str, limit: int = QUOTE_LIMIT) -> tuple[str, bool]:
 
     Never cuts a sentence: when no sentence fits, the shortest of the weightiest is kept whole.
     """
-    parts = sentences(text)
-    if not parts:
+    clean = " ".join(text.split())
+    spans = _spans(clean)
+    if not spans:
         return "", False
-    whole = " ".join(parts)
-    if len(whole) <= limit:
-        return whole, False
+    if len(clean) <= limit:
+        return clean, False
+    parts = [clean[start:end] for start, end in spans]
+
+    def joined(indices: list[int]) -> str:
+        runs: list[str] = []
+        run_start = previous = -2
+        for index in sorted(indices):
+            if index != previous + 1:
+                if previous >= 0:
+                    runs.append(clean[spans[run_start][0] : spans[previous][1]])
+                run_start = index
+            previous = index
+        runs.append(clean[spans[run_start][0] : spans[previous][1]])
+        return ELISION.join(runs)
+
     ranked = sorted(range(len(parts)), key=lambda i: (-sentence_weight(parts[i]), len(parts[i]), i))
     chosen: list[int] = []
     for index in ranked:
-        if _joined_length(parts, [*chosen, index]) <= limit:
+        if len(joined([*chosen, index])) <= limit:
             chosen.append(index)
     if not chosen:
         best = sentence_weight(parts[ranked[0]])
         chosen = [min((i for i in ranked if sentence_weight(parts[i]) == best), key=lambda i: len(parts[i]))]
-    return _join_sentences(parts, sorted(chosen)), True
-
-
-def _joined_length(parts: list[str], indices: list[int]) -> int:
-    return len(_join_sentences(parts, sorted(indices)))
-
-
-def _join_sentences(parts: list[str], indices: list[int]) -> str:
-    out = ""
-    previous: int | None = None
-    for index in indices:
-        if previous is None:
-            out = parts[index]
-        else:
-            out += (" " if index == previous + 1 else ELISION) + parts[index]
-        previous = index
-    return out
+    return joined(chosen), True
 
 
 def trim_words(text: str, limit: int = QUOTE_LIMIT) -> tuple[str, bool]:
@@ -699,11 +713,9 @@ def subject_line(summaries: list[ComparisonSummary], limit: int = SUBJECT_LIMIT)
     names = [tool.name for summary in summaries for tool in summary.tools]
     forms = {tool.key: name_forms(tool.name, names) for tool in lead.tools}
     candidates = _subject_candidates(lead, forms)
-    for with_tail in (True, False):
-        for candidate in candidates:
-            text = candidate + (tail if with_tail else "")
-            if len(text) <= limit:
-                return text
+    for candidate in candidates:
+        if len(candidate + tail) <= limit:
+            return candidate + tail
     head, _ = trim_words(candidates[-1], limit - len(tail))
     return (head + tail)[:limit]
 
