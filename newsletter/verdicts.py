@@ -502,6 +502,9 @@ def _reason_review(tool: ToolEntry, call: str | None, shown: set[str]) -> Review
     ]
     on_side = [r for r in usable if r.verdict == call] if call else []
     pool = on_side or [r for r in usable if r.verdict is None] or ([] if call else usable)
+    if call == "skip" and on_side:
+        # The strongest reason for a skip is the most convinced skipper: the lowest score.
+        return min(on_side, key=lambda r: 101 if r.score is None else r.score)
     return telling_quote(pool)
 
 
