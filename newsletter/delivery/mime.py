@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, make_msgid
+from typing import Any
 
 from newsletter.delivery.messengers.base import Content, Recipient, wire_address
 from newsletter.render import split_placeholders
@@ -146,9 +147,13 @@ def _quoted_printable(text: str) -> bytes:
     return encoded if encoded.endswith(b"\r\n") else encoded + _SOFT_BREAK
 
 
-def _one_line(name: str, value: str) -> str:
+def _one_line(name: str, value: str) -> Any:
     if "\r" in value or "\n" in value:
         raise ValueError(f"header {name} may not contain line breaks")
+    if not value.isascii():
+        # A subject with "—", "Zoë" or a page's word joiner: RFC 2047 encoded-words (fold_binary
+        # of a plain non-ASCII str raises). ASCII values (List-Unsubscribe) stay literal.
+        return MESSAGE_POLICY.header_factory(name, value)
     return value
 
 
