@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """Golden files: the text part of the sample-page issue and of hand-made variants.
 
 Each was read by eye before it was committed. A change to the verdicts or the templates
