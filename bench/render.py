@@ -19,12 +19,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 TARGET_TOTAL_MS = 50.0
 TARGET_SUBSTITUTION_US = 20.0
+TARGET_5_KB = 60.0
+TARGET_10_KB = 100.0
 
 
 def measure(runs: int, recipients: int) -> dict[str, float]:
@@ -37,6 +40,41 @@ def measure(runs: int, recipients: int) -> dict[str, float]:
         return _measure(runs, recipients)
     finally:
         os.chdir(here)
+
+
+def ten_comparisons() -> list[Any]:
+    """The five sample comparisons and five renamed copies: a 10-comparison issue."""
+    from newsletter.models import Comparison
+    from tests.support.sample_comparisons import five_comparisons
+
+    items = five_comparisons()
+    for n, base in enumerate(five_comparisons()):
+        data = base.model_dump()
+        data["title"], data["slug"] = f"{base.title} (week {n})", f"{base.stable_slug}-week-{n}"
+        items.append(Comparison.model_validate(data))
+    return items
+
+
+def measure_issue(comparisons: list[Any], runs: int) -> dict[str, float]:
+    """Median ms of render_within_budget (the build's render, budget included) and its size."""
+    from newsletter.config import load_settings
+    from newsletter.render import render_within_budget
+    from tests.support.sample_comparisons import issue_content_for
+
+    settings = load_settings()
+    content = issue_content_for(settings, comparisons)
+    fitted = render_within_budget(settings, content)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fitted = render_within_budget(settings, content)
+        times.append((time.perf_counter() - start) * 1000)
+    return {
+        "ms": statistics.median(times),
+        "kb": fitted.html_bytes / 1024,
+        "compact": len(fitted.compact),
+        "listed": len(fitted.listed),
+    }
 
 
 def _measure(runs: int, recipients: int) -> dict[str, float]:
@@ -84,7 +122,11 @@ def _measure(runs: int, recipients: int) -> dict[str, float]:
     for values in values_list:
         substitutions(values)
     subs_us = (time.perf_counter() - start) / len(values_list) * 1e6
+    from tests.support.sample_comparisons import five_comparisons as five
+
+    sized = {n: measure_issue(items, runs) for n, items in ((5, five()), (10, ten_comparisons()))}
     return {
+        **{f"issue{n}_{key}": value for n, figures in sized.items() for key, value in figures.items()},
         "comparisons": len(content.comparisons),
         "html_kb": len(rendered.html.encode()) / 1024,
         "cold_ms": cold_ms,
@@ -121,9 +163,19 @@ def main() -> int:
         f" target <= {TARGET_SUBSTITUTION_US:.0f} µs: {ok_fill})"
     )
     print(f"  substitutions()  {figures['substitutions_map_us']:8.2f} µs   per recipient (server-side map)")
+    ok_size = True
+    for n, kb_target in ((5, TARGET_5_KB), (10, TARGET_10_KB)):
+        ms, kb = figures[f"issue{n}_ms"], figures[f"issue{n}_kb"]
+        cut = f"{figures[f'issue{n}_compact']:.0f} compact, {figures[f'issue{n}_listed']:.0f} listed"
+        ok = ms <= TARGET_TOTAL_MS and kb <= kb_target
+        ok_size &= ok
+        print(
+            f"  {n:2d} comparisons   {ms:8.2f} ms   {kb:6.1f} KB ({cut}; targets <= {TARGET_TOTAL_MS:.0f} ms,"
+            f" <= {kb_target:.0f} KB: {'ok' if ok else 'OVER TARGET'})"
+        )
     if args.json:
         print(json.dumps({key: round(value, 3) for key, value in figures.items()}))
-    return 0 if total <= TARGET_TOTAL_MS and fill_us <= TARGET_SUBSTITUTION_US else 1
+    return 0 if total <= TARGET_TOTAL_MS and fill_us <= TARGET_SUBSTITUTION_US and ok_size else 1
 
 
 if __name__ == "__main__":

@@ -45,6 +45,13 @@ class ArchivedIssue:
     path: Path
 
     @property
+    def fit_warning(self) -> str | None:
+        """Set when the byte budget showed comparisons compact or only listed (issue.json "fit")."""
+        fit = self.data.get("fit")
+        warning = fit.get("warning") if isinstance(fit, dict) else None
+        return str(warning) if warning else None
+
+    @property
     def content(self) -> IssueContent:
         """The summaries the issue was rendered from (to re-render it, e.g. in a preview)."""
         return IssueContent.model_validate(self.data["content"])
@@ -114,6 +121,14 @@ def load_issue(settings: Settings, issue_id: str) -> ArchivedIssue:
         data=data,
         path=folder,
     )
+
+
+def fit_warning(settings: Settings, issue_id: str) -> str | None:
+    """The archived issue's byte-budget warning; None when it has none or is not archived."""
+    try:
+        return load_issue(settings, issue_id).fit_warning
+    except NotFoundError:
+        return None
 
 
 def archived_ids(settings: Settings) -> list[str]:

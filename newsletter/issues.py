@@ -26,7 +26,7 @@ from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.errors import IssueError, NotFoundError
 from newsletter.models import Comparison
-from newsletter.render import render_issue
+from newsletter.render import EMAIL_BUDGET_BYTES, FittedIssue, render_within_budget
 from newsletter.selection import (
     DRAFT,
     FROZEN_STATUSES,
@@ -48,7 +48,7 @@ from newsletter.tables import (
     IssueRow,
     utcnow,
 )
-from newsletter.verdicts import IssueContent, build_content, summarise
+from newsletter.verdicts import IssueContent, build_content, summarise_issue
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,8 @@ class BuildResult:
     changed: bool = False
     comparisons: int = 0
     archive: Path | None = None
+    # Set when the email passed its byte budget and comparisons were shown compact or only listed.
+    warning: str | None = None
 
 
 @dataclass(frozen=True)
@@ -160,9 +162,9 @@ def _delete_draft(session: Session, issue_id: str) -> None:
 def issue_content(
     settings: Settings, issue_id: str, when: datetime, rows: list[ComparisonRow]
 ) -> IssueContent:
-    summaries = [
-        summarise(Comparison.model_validate(row.data), url=comparison_url(settings, row)) for row in rows
-    ]
+    summaries = summarise_issue(
+        [(Comparison.model_validate(row.data), comparison_url(settings, row)) for row in rows]
+    )
     return build_content(
         issue_id=issue_id,
         issue_date=when,
@@ -173,25 +175,38 @@ def issue_content(
 
 
 def _issue_data(
-    issue_id: str, when: datetime, content: IssueContent, rows: list[ComparisonRow]
+    issue_id: str, when: datetime, fitted: FittedIssue, rows: list[ComparisonRow]
 ) -> dict[str, Any]:
-    """issue.json: no build timestamps, so the same catalog and date give the same bytes."""
+    """issue.json: no build timestamps, so the same catalog and date give the same bytes.
+
+    ``fit`` says how big email.html is and which comparisons the byte budget cut down.
+    """
+    content = fitted.content
+    # The summaries are in reading order (most decisive first); rows in selection order.
+    urls = {summary.slug: summary.url for summary in content.comparisons}
     return {
         "id": issue_id,
         "issue_date": when.isoformat(),
         "subject": content.subject,
         "preheader": content.preheader,
         "content": content.model_dump(mode="json"),
+        "fit": {
+            "html_bytes": fitted.html_bytes,
+            "budget_bytes": EMAIL_BUDGET_BYTES,
+            "compact": fitted.compact,
+            "listed": fitted.listed,
+            "warning": fitted.warning,
+        },
         "comparisons": [
             {
                 "slug": row.slug,
                 "title": row.title,
-                "url": content.comparisons[position].url,
+                "url": urls.get(row.slug, ""),
                 "published_at": as_utc(row.published_at).isoformat(),
                 "content_hash": row.content_hash,
                 "data": row.data,
             }
-            for position, row in enumerate(rows)
+            for row in rows
         ],
     }
 
@@ -199,9 +214,9 @@ def _issue_data(
 def _write(
     settings: Settings, session: Session, issue_id: str, when: datetime, rows: list[ComparisonRow]
 ) -> BuildResult:
-    content = issue_content(settings, issue_id, when, rows)
-    rendered = render_issue(settings, content)
-    data = _issue_data(issue_id, when, content, rows)
+    fitted = render_within_budget(settings, issue_content(settings, issue_id, when, rows))
+    content, rendered = fitted.content, fitted.rendered
+    data = _issue_data(issue_id, when, fitted, rows)
 
     existing = session.get(IssueRow, issue_id)
     created = existing is None
@@ -258,8 +273,16 @@ def _write(
     else:
         reason = f"draft issue {issue_id} is up to date ({count} {noun})"
     log.info("%s: %s", reason, content.subject)
+    if fitted.warning:
+        log.info("issue %s: %s", issue_id, fitted.warning)
     return BuildResult(
-        issue_id=issue_id, reason=reason, created=created, changed=changed, comparisons=count, archive=folder
+        issue_id=issue_id,
+        reason=reason,
+        created=created,
+        changed=changed,
+        comparisons=count,
+        archive=folder,
+        warning=fitted.warning,
     )
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import html as html_lib
 import logging
 import re
+import textwrap
 import threading
 import time
 from collections.abc import Mapping
@@ -31,12 +32,13 @@ from urllib.parse import urlsplit
 
 import jinja2
 import mjml
+from markupsafe import Markup
 from premailer import Premailer
 
 from newsletter.config import Settings
 from newsletter.errors import RenderError
 from newsletter.resources import EMAIL_TEMPLATES
-from newsletter.verdicts import IssueContent
+from newsletter.verdicts import ComparisonSummary, IssueContent
 
 HTML_TEMPLATE = "issue.mjml.j2"
 TEXT_TEMPLATE = "issue.txt.j2"
@@ -70,7 +72,24 @@ def split_placeholders(text: str) -> list[str]:
     """
     return _PLACEHOLDER_SPLIT.split(text)
 
+
 log = logging.getLogger(__name__)
+
+# After the preheader: invisible characters, so that clients fill the inbox preview with
+# nothing rather than with the start of the body ("View this issue in your browser ...").
+PREVIEW_PADDING = Markup("&zwnj;&nbsp;" * 90)  # noqa: S704 - a constant, no data
+
+# email.html sizes: past EMAIL_BUDGET_BYTES the least decisive comparisons are shown compact,
+# past EMAIL_LIMIT_BYTES they are only listed (with a link to the site). Gmail clips at ~102 KB.
+EMAIL_BUDGET_BYTES = 96 * 1024
+EMAIL_LIMIT_BYTES = 100 * 1024
+
+
+def _wrap(text: str, width: int = 72) -> str:
+    """wordwrap that never breaks inside a word, nor at its hyphens."""
+    return textwrap.fill(
+        " ".join(str(text).split()), width=width, break_long_words=False, break_on_hyphens=False
+    )
 
 
 # --- personalisation ---------------------------------------------------------------------
@@ -196,6 +215,7 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self.env.filters["wrap"] = _wrap
         self._css: tuple[float, str] | None = None
         self._lock = threading.Lock()
 
@@ -206,6 +226,7 @@ class Renderer:
         return {
             "content": content,
             "ph": TEXT_PLACEHOLDERS if text else PLACEHOLDERS,
+            "preview_padding": "" if text else PREVIEW_PADDING,
             "site": {
                 "base_url": settings.base_url,
                 "host": host,
@@ -248,7 +269,9 @@ class Renderer:
                 strip_important=False,
                 allow_network=False,
                 allow_loading_external_files=False,
-                keep_style_tags=True,
+                # Our stylesheet is inlined, so its <style> copy is dropped; MJML's own blocks and
+                # the dark-mode media query are marked "ignore" above and stay.
+                keep_style_tags=False,
                 remove_classes=False,
                 disable_validation=True,
                 cssutils_logging_level=logging.CRITICAL,
@@ -329,3 +352,101 @@ def render_issue(
 ) -> RenderedEmail:
     """Render an issue's HTML (with placeholders) and text part, once."""
     return get_renderer(templates_dir).render(content, settings)
+
+
+@dataclass(frozen=True)
+class FittedIssue:
+    """An issue rendered within its byte budget: the content as rendered, and what was cut down."""
+
+    content: IssueContent
+    rendered: RenderedEmail
+    compact: list[str]
+    listed: list[str]
+
+    @property
+    def html_bytes(self) -> int:
+        return len(self.rendered.html.encode())
+
+    @property
+    def warning(self) -> str | None:
+        if not (self.compact or self.listed):
+            return None
+        parts = []
+        if self.compact:
+            parts.append(f"{len(self.compact)} shown compact")
+        if self.listed:
+            parts.append(f"{len(self.listed)} only listed with a link")
+        return (
+            f"email.html would pass its {EMAIL_BUDGET_BYTES // 1024} KB budget: of "
+            f"{len(self.content.comparisons)} comparisons, {' and '.join(parts)} "
+            f"({self.html_bytes // 1024} KB now; lower NEWSLETTER_ISSUE_SIZE to show them in full)"
+        )
+
+
+def _with_display(content: IssueContent, compact: int, listed: int) -> IssueContent:
+    """The last ``listed`` comparisons listed only, the ``compact`` before them compact."""
+    n = len(content.comparisons)
+    changed: list[ComparisonSummary] = []
+    for index, summary in enumerate(content.comparisons):
+        display = "listed" if index >= n - listed else "compact" if index >= n - listed - compact else "full"
+        changed.append(summary.model_copy(update={"display": display}))
+    return content.model_copy(update={"comparisons": changed})
+
+
+def render_within_budget(
+    settings: Settings,
+    content: IssueContent,
+    *,
+    budget: int = EMAIL_BUDGET_BYTES,
+    limit: int = EMAIL_LIMIT_BYTES,
+    templates_dir: Path | None = None,
+) -> FittedIssue:
+    """Render; past ``budget`` bytes show the least decisive comparisons compact (they come last),
+    and if even all-compact passes ``budget``, list the last ones with a link instead. The first
+    comparison is always shown; the result is never over ``limit`` unless one comparison is.
+
+    Sizes are close to linear in the number of cards, so the cut is predicted from two renders
+    and then checked (a few renders of ~10 ms, whatever ISSUE_SIZE).
+    """
+    renderer = get_renderer(templates_dir)
+    n = len(content.comparisons)
+
+    def attempt(compact: int, listed: int) -> tuple[IssueContent, RenderedEmail, int]:
+        fitted = _with_display(content, compact, listed) if compact or listed else content
+        rendered = renderer.render(fitted, settings)
+        return fitted, rendered, len(rendered.html.encode())
+
+    best = attempt(0, 0)
+    if best[2] <= budget or n < 2:
+        return _fitted(*best[:2])
+    cut = n - 1
+    all_compact = attempt(cut, 0)
+    target = budget if all_compact[2] <= budget else None
+    if target is not None:  # compact only: how many?
+        saving = max(1, (best[2] - all_compact[2]) // cut)
+        k = max(1, min(cut, -(-(best[2] - budget) // saving)))
+        while True:
+            best = attempt(k, 0)
+            if best[2] <= budget or k >= cut:
+                return _fitted(*best[:2])
+            k += 1
+    all_listed = attempt(0, cut)
+    saving = max(1, (all_compact[2] - all_listed[2]) // cut)
+    j = max(1, min(cut, -(-(all_compact[2] - budget) // saving)))
+    while True:
+        best = attempt(cut - j, j)
+        if best[2] <= budget or j >= cut:
+            break
+        j += 1
+    if best[2] > limit:
+        log.warning("email.html is %d bytes even with one comparison shown", best[2])
+    return _fitted(*best[:2])
+
+
+def _fitted(content: IssueContent, rendered: RenderedEmail) -> FittedIssue:
+    return FittedIssue(
+        content=content,
+        rendered=rendered,
+        compact=[s.slug for s in content.comparisons if s.display == "compact"],
+        listed=[s.slug for s in content.comparisons if s.display == "listed"],
+    )

@@ -346,9 +346,7 @@ def _claim(engine: Engine, slot: Slot, worker: str) -> ScheduleSlotRow:
         return row
 
 
-def _import_and_build(
-    settings: Settings, engine: Engine, now: datetime
-) -> tuple[str | None, str, list[str]]:
+def _import_and_build(settings: Settings, engine: Engine, now: datetime) -> tuple[str | None, str, list[str]]:
     """Import SOURCES and build this slot's issue: (issue id or None, why not, failed sources)."""
     failed: list[str] = []
     if settings.sources:
@@ -361,6 +359,8 @@ def _import_and_build(
     from newsletter.issues import build_issue
 
     built = build_issue(settings, engine, date=now)
+    if built.warning:
+        log.warning("weekly job: issue %s: %s", built.issue_id, built.warning)
     return built.issue_id, built.reason, failed
 
 

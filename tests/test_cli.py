@@ -110,7 +110,7 @@ def test_preview_on_a_busy_port_is_a_user_error() -> None:
     assert f"127.0.0.1:{port}" in line
 
 
-def test_issue_build_warns_when_the_email_would_be_clipped_by_gmail(
+def test_issue_build_fits_a_big_issue_under_the_clip_and_says_so(
     sqlite_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from newsletter.config import get_settings
@@ -144,8 +144,15 @@ def test_issue_build_warns_when_the_email_would_be_clipped_by_gmail(
     assert runner.invoke(app, ["comparisons", "import", str(source)]).exit_code == 0
     built = runner.invoke(app, ["issue", "build", "--date", "2026-11-23"])
     assert built.exit_code == 0, built.output
-    assert "Gmail clips" in built.stderr
+    # Past the byte budget the least decisive comparisons are compact (or only listed): the
+    # email stays under Gmail's clip, and the build says what it cut.
+    assert "shown compact" in built.stderr and "NEWSLETTER_ISSUE_SIZE" in built.stderr
+    assert "Gmail clips" not in built.stderr
     assert built.stdout.strip().splitlines()[-1] == "2026-W48"  # the id alone on the last line
+    folder = Path(get_settings().issues_dir) / "2026-W48"
+    assert (folder / "email.html").stat().st_size <= 100 * 1024
+    fit = json.loads((folder / "issue.json").read_text(encoding="utf-8"))["fit"]
+    assert fit["compact"] and fit["warning"] and fit["html_bytes"] <= 100 * 1024
 
 
 # --- issue 11: one validation everywhere, and no traceback for anything ----------------------

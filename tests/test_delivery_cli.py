@@ -40,10 +40,6 @@ def setup(sg_env: dict[str, str]) -> tuple[Settings, Engine]:
     return settings, open_database(settings.database_url)
 
 
-
-
-
-
 def test_sigkill_mid_send_then_resume_then_resend_uncertain(
     setup: tuple[Settings, Engine], sg_env: dict[str, str], fake: FakeSendGrid
 ) -> None:

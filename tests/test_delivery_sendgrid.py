@@ -48,7 +48,6 @@ def sg_engine(sg_settings: Settings) -> Engine:
     return open_database(sg_settings.database_url)
 
 
-
 def _resolve_unsubscribe(settings: Settings, engine: Engine, url: str) -> int | None:
     """The subscriber an unsubscribe URL points at, through the project's own token code."""
     from newsletter.subscribers import check_unsubscribe_token

@@ -65,9 +65,6 @@ def sg(sg_env: dict[str, str]) -> tuple[Settings, Engine]:
     return settings, open_database(settings.database_url)
 
 
-
-
-
 def _issue_status(engine: Engine, issue_id: str) -> str:
     with engine.connect() as conn:
         return str(conn.execute(select(IssueRow.status).where(IssueRow.id == issue_id)).scalar_one())

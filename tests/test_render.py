@@ -59,7 +59,10 @@ def test_seed_issue_has_every_fact_and_fits_gmail(cfg: Settings, seeds_email: Re
             assert tool.name in seeds_email.text
     assert "3 ship / 1 skip" in seeds_email.html and "3 ship / 1 skip" in seeds_email.text
     assert "4 ship / 0 skip" in seeds_email.html and "4 ship / 0 skip" in seeds_email.text
-    assert "Split decision" in seeds_email.html and "Split decision" in seeds_email.text
+    assert "a tie, no winner" in seeds_email.html and "a tie, no winner" in seeds_email.text
+    assert (
+        "Dissent: the Creator skips" in seeds_email.html and "Dissent: the Creator skips" in seeds_email.text
+    )
     assert "— Builder, 88/100 · ship" in seeds_email.html
     assert "— Builder, 88/100 · ship" in seeds_email.text
     for part in (seeds_email.html, seeds_email.text):
@@ -80,7 +83,7 @@ def test_html_document_is_email_ready(seeds_email: RenderedEmail) -> None:
     for img in re.findall(r"<img\b[^>]*>", out):
         assert re.search(r'\balt="[^"]*"', img), img
     # CSS was inlined: the verdict box carries its style on the element itself.
-    verdict = re.search(r'<p class="verdict"[^>]*>', out)
+    verdict = re.search(r'<td class="verdict[^"]*"[^>]*>', out)
     assert verdict is not None and "background-color:#eef2ff" in verdict.group().replace(" ", "")
     # The hidden preheader comes first in <body>.
     body = out[out.index("<body") :]
@@ -145,7 +148,7 @@ def test_markup_in_the_data_renders_as_text(cfg: Settings) -> None:
     assert "Axolotl v0.16 vs Mistral 8x24B Mixture-of-Experts" in out
     assert out.count("Read the full comparison") == 2
     # The subject and the text part are plain text: no escaping there.
-    assert email.subject.startswith("Tom & Jerry")
+    assert email.subject.startswith("Ship Tom & Jerry <AI>")
     assert "<script>alert(1)</script>" in email.text
     assert "&amp;" not in email.text
 

@@ -92,7 +92,6 @@ def setup(tick_env: dict[str, str]) -> tuple[Settings, Engine]:
     return settings, open_database(settings.database_url)  # migrated before any tick starts
 
 
-
 def _stop(process: subprocess.Popen[str]) -> None:
     if process.poll() is None:
         process.kill()
@@ -111,8 +110,6 @@ def _slots(engine: Engine) -> dict[str, ScheduleSlotRow]:
 def _issues(engine: Engine) -> dict[str, str]:
     with engine.connect() as conn:
         return {issue_id: status for issue_id, status in conn.execute(select(IssueRow.id, IssueRow.status))}
-
-
 
 
 def _assert_everyone_once(fake: FakeSendGrid, emails: set[str]) -> None:

@@ -71,13 +71,15 @@ def test_build_selects_newest_first_and_archives(settings: Settings, engine: Eng
     info = get_issue(engine, "2026-W48")
     assert info.status == "draft" and not info.frozen
     assert info.comparison_slugs == [c.stable_slug for c in seed_like()]  # 000 (newest), 001, 002
-    assert info.subject == "Axolotl v0.16 vs Mistral 8x24B: ship Mistral 8x24B — +2 more verdicts"
+    assert info.subject == "Mistral 8x24B leads Axolotl v0.16, 100% to 75%; both ship — +2 more verdicts"
     assert info.issue_date == MONDAY
     archived = load_issue(settings, "2026-W48")
     assert set(_files(settings, "2026-W48")) == {"email.html", "email.txt", "web.html", "issue.json"}
     assert archived.subject == info.subject
     assert "3 ship / 1 skip" in archived.html and "3 ship / 1 skip" in archived.text
-    assert [s.slug for s in archived.content.comparisons] == info.comparison_slugs
+    # The email reads most decisive first: the 75 % / 75 % tie (001) comes last.
+    slugs = info.comparison_slugs
+    assert [s.slug for s in archived.content.comparisons] == [slugs[0], slugs[2], slugs[1]]
     assert archived.data["comparisons"][0]["data"]["title"] == comparison_000().title
     assert "%%UNSUBSCRIBE_URL%%" in archived.html and "%%" not in archived.web_html
     assert [i.id for i in list_issues(engine)] == ["2026-W48"]
@@ -228,7 +230,7 @@ def test_cli_build_list_show(settings: Settings, engine: Engine, tmp_path: Path)
 
     shown = runner.invoke(app, ["issue", "show", "2026-W48"], env={"COLUMNS": "200"})
     assert shown.exit_code == 0, shown.output
-    assert "ship Mistral 8x24B" in shown.output
+    assert "Mistral 8x24B leads Axolotl v0.16" in shown.output
     assert "3 ship / 1 skip" in shown.output
     assert str(issue_dir(settings, "2026-W48").resolve()) in shown.output
 

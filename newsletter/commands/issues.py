@@ -46,6 +46,8 @@ def build(
         typer.echo(result.reason)
         return
     typer.echo(result.reason)
+    if result.warning:
+        typer.echo(f"warning: {result.warning}", err=True)
     from newsletter.archive import issue_dir
 
     html = issue_dir(settings, result.issue_id) / "email.html"

@@ -79,9 +79,7 @@ def _eligible() -> Any:
 # --- materialising pending rows (keyset pages) -----------------------------------------
 
 
-def materialize_page(
-    engine: Engine, issue_id: str, after_id: int, page_size: int
-) -> tuple[int, bool, int]:
+def materialize_page(engine: Engine, issue_id: str, after_id: int, page_size: int) -> tuple[int, bool, int]:
     """Insert pending rows for the next ``page_size`` confirmed subscribers after ``after_id``.
 
     Returns the new keyset cursor, whether the scan is exhausted, and how many

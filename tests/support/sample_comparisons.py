@@ -15,7 +15,7 @@ from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.models import Comparison, Review, ToolEntry
 from newsletter.tables import ComparisonRow
-from newsletter.verdicts import IssueContent, build_content, summarise
+from newsletter.verdicts import IssueContent, build_content, summarise_issue
 
 AXOLOTL_DESCRIPTION = (
     "Axolotl is the go-to open-source fine-tuning framework for the local LLM community, and v0.16 is "
@@ -300,9 +300,9 @@ def issue_content_for(
     issue_date: datetime = ISSUE_DATE,
 ) -> IssueContent:
     """An issue's content straight from comparisons (no database), as issues.py computes it."""
-    summaries = [
-        summarise(c, url=c.url or f"{settings.site_base}/comparisons/{c.stable_slug}") for c in comparisons
-    ]
+    summaries = summarise_issue(
+        [(c, c.url or f"{settings.site_base}/comparisons/{c.stable_slug}") for c in comparisons]
+    )
     return build_content(
         issue_id=issue_id,
         issue_date=issue_date,

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from newsletter import subscribers
+from newsletter import archive, subscribers
 from newsletter.config import Settings
 from newsletter.errors import (
     NewsletterError,
@@ -282,6 +282,7 @@ async def issue_detail(request: Request, issue_id: str = ISSUE_ID) -> Response:
     # running for one more refresh, never as finished with stale ledger counts.
     send = admin_sends(request.app).get(issue_id)
     ledger = await run_in_threadpool(_ledger_view, w.engine, issue_id)
+    size_warning = await run_in_threadpool(archive.fit_warning, w.settings, issue_id)
     if wants_json(request):
         return JSONResponse(
             {
@@ -291,6 +292,7 @@ async def issue_detail(request: Request, issue_id: str = ISSUE_ID) -> Response:
                 "deliveries": ledger.counts if ledger else None,
                 "ledger": ledger.as_json() if ledger else None,
                 "send": send.as_json() if send else None,
+                "size_warning": size_warning,
             }
         )
     return page(
@@ -298,6 +300,7 @@ async def issue_detail(request: Request, issue_id: str = ISSUE_ID) -> Response:
         "admin/issue.html",
         {
             "issue": issue,
+            "size_warning": size_warning,
             "confirmed": counts["confirmed"],
             "ledger": ledger,
             "send": send,
