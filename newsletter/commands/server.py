@@ -7,6 +7,7 @@ import signal
 import threading
 from datetime import UTC, datetime
 from types import FrameType
+from typing import Any
 
 import typer
 import uvicorn
@@ -124,7 +125,7 @@ def serve(
     else:
         console.print("scheduler off (NEWSLETTER_SCHEDULER=off)")
     server = _GracefulServer(
-        uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False), stop=stop
+        uvicorn_config(app, host=host, port=port), stop=stop
     )
     # uvicorn re-raises the signal it caught once it has shut down; with the default
     # SIGTERM handler that kills the process before the scheduler below is stopped.
@@ -139,6 +140,15 @@ def serve(
         if scheduler is not None:
             scheduler.shutdown(wait=True)
         console.print("stopped")
+
+
+def uvicorn_config(app: Any, *, host: str, port: int) -> uvicorn.Config:
+    """uvicorn with its proxy headers off: by default it believes X-Forwarded-For from
+    127.0.0.1, so anyone on the host could pick the IP the rate limits count. The app
+    believes only NEWSLETTER_TRUSTED_PROXIES (web/app.py)."""
+    return uvicorn.Config(
+        app, host=host, port=port, log_level="info", access_log=False, proxy_headers=False
+    )
 
 
 class _GracefulServer(uvicorn.Server):

@@ -24,11 +24,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Scope
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 import newsletter
 from newsletter.config import Settings, get_settings
 from newsletter.db import open_database
 from newsletter.errors import AuthError, NewsletterError
+from newsletter.web.jsonguard import JsonDepthMiddleware
 from newsletter.web.security import (
     RateLimiter,
     SecurityMiddleware,
@@ -210,9 +212,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         request.scope.setdefault("app", app)
         return error_page(request, status, message)
 
+    app.add_middleware(JsonDepthMiddleware, max_depth=settings.max_json_depth, error_response=_last_resort)
     app.add_middleware(
         SecurityMiddleware,
         max_body_bytes=settings.max_body_bytes,
         error_response=_last_resort,
     )
+    if settings.trusted_proxies:
+        # Outermost: the rate limits below see the client the trusted proxy names. Only
+        # these addresses are believed (uvicorn itself is started with proxy headers off).
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))
     return app

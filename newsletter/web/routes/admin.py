@@ -49,6 +49,7 @@ from newsletter.web.security import (
     authenticate_admin,
     client_ip,
     csrf_token,
+    revoke_session,
     token_matches,
     verify_csrf,
 )
@@ -66,7 +67,8 @@ MAX_TEST_ADDRESSES = 10
 
 
 def _auth(request: Request) -> AdminAuth:
-    return authenticate_admin(request, web(request).settings)
+    w = web(request)
+    return authenticate_admin(request, w.settings, w.engine)
 
 
 def _form_body(fields: dict[str, Any]) -> dict[str, Any]:
@@ -202,7 +204,12 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     auth = _auth(request)
     fields = await read_fields(request)
-    verify_csrf(web(request).settings, auth, fields.get("csrf"))
+    w = web(request)
+    verify_csrf(w.settings, auth, fields.get("csrf"))
+    if auth.nonce is not None:
+        # The cookie is signed, not stored: deleting it in this browser is not enough,
+        # a copy of it would still work. Its nonce is refused from now on.
+        await run_in_threadpool(revoke_session, w.engine, auth.nonce)
     response = RedirectResponse("/admin", status_code=303)
     response.delete_cookie(ADMIN_COOKIE, path="/admin")
     return response
