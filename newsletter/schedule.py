@@ -30,7 +30,7 @@ REASON_LIMIT = 500
 
 
 class ScheduleConflictError(SchedulerError):
-    """The slot to skip is already running or done."""
+    """No slot left to skip among the next ones."""
 
     http_status = 409
 
@@ -123,12 +123,8 @@ def skip_next(
                 )
             return SkippedSlot(key=key, fire_time=fire)
         except IntegrityError:
-            with session_scope(engine) as session:
-                row = session.get(ScheduleSlotRow, key)
-                if row is not None and row.outcome != "skipped":
-                    raise ScheduleConflictError(f"slot {key} is already {row.outcome}") from None
-            continue  # already skipped: skip the one after it
-    raise ScheduleConflictError("the next five slots are all skipped already")
+            continue  # already skipped, or already run (a tick with --now): the one after it
+    raise ScheduleConflictError("the next five slots are all skipped or run already")
 
 
 def _upcoming(settings: Settings, moment: datetime, *, count: int) -> list[datetime]:

@@ -49,6 +49,10 @@ ENDPOINTS = [
     ("POST", "/admin/login", {}),
     ("POST", "/admin/issues/2026-W48/test", BEARER),
     ("POST", "/admin/issues/2026-W48/send", BEARER),
+    ("PATCH", "/api/v1/issues/2026-W48", BEARER),
+    ("POST", "/api/v1/issues/2026-W48/test", BEARER),
+    ("POST", "/api/v1/schedule/pause", BEARER),
+    ("POST", "/api/v1/subscribers", BEARER),
 ]
 
 

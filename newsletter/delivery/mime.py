@@ -74,10 +74,9 @@ class MessageTemplate:
             ("Message-ID", message_id),
             *recipient.headers.items(),
         ]
-        fold = MESSAGE_POLICY.fold_binary
         data = b"".join(
             (
-                *(fold(name, _one_line(name, value)) for name, value in headers),
+                *(_fold(name, _one_line(name, value)) for name, value in headers),
                 self._static_head,
                 self._text.encode(substitutions),
                 self._between,
@@ -144,6 +143,14 @@ def _quoted_printable(text: str) -> bytes:
     # breaks: make every line end CRLF.
     encoded = encoded.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     return encoded if encoded.endswith(b"\r\n") else encoded + _SOFT_BREAK
+
+
+def _fold(name: str, value: str) -> bytes:
+    """One header on the wire. A plain str is folded as ASCII only: a non-ASCII value (a
+    subject with an em dash) goes through the policy's header object, which encodes it."""
+    if value.isascii():
+        return MESSAGE_POLICY.fold_binary(name, value)
+    return MESSAGE_POLICY.fold_binary(name, MESSAGE_POLICY.header_factory(name, value))
 
 
 def _one_line(name: str, value: str) -> str:
