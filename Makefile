@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck pytest bench bench-quick browser clean
+.PHONY: run test lint typecheck pytest other-pythons bench bench-quick browser clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,12 @@ run: $(STAMP)
 	$(BIN)/newsletter comparisons import samples/comparisons
 	$(BIN)/newsletter serve --host $(HOST) --port $(PORT)
 
-## test: lint, type-check, then the whole suite (real SQLite, PostgreSQL, SMTP, HTTP, Chromium)
-test: $(STAMP) browser lint pytest
+## test: lint, type-check, the whole suite (real SQLite, PostgreSQL, SMTP, HTTP, Chromium),
+## then the acceptance suite on every other supported Python found here (noxfile.py)
+test: $(STAMP) browser lint pytest other-pythons
+
+other-pythons: $(STAMP)
+	$(BIN)/nox --no-color
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest
@@ -41,4 +45,4 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --quick
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) .nox .pytest_cache .mypy_cache .ruff_cache test-artifacts

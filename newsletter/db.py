@@ -87,13 +87,6 @@ def upgrade(engine: Engine) -> None:
         raise ConfigError(f"cannot reach the database {_safe(engine)}: {reason}") from exc
 
 
-def driver_message(exc: Exception) -> str:
-    """A database driver's error as one short line: its first line (psycopg adds the SQL
-    on the next ones), at most 300 characters."""
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return (text.splitlines() or ["unknown database error"])[0][:300]
-
-
 def _safe(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=True)
 

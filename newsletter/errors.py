@@ -11,7 +11,7 @@
     ├── AuthError                   HTTP 401: admin without a valid token
     ├── RateLimitedError            HTTP 429: too many requests (carries retry_after)
     ├── DeliveryError               a send cannot go on
-    │   └── ProviderError           the provider said no (status, field, message)
+    │   └── ProviderError           HTTP 502: the provider said no (status, field, message)
     │       ├── ProviderRejectedError   4xx that retrying will not fix (400/401/403/413)
     │       └── ProviderUnavailableError  429/5xx/timeouts that outlived their retries
     └── SchedulerError              the weekly job cannot run
@@ -83,7 +83,12 @@ class DeliveryError(NewsletterError):
 
 
 class ProviderError(DeliveryError):
-    """The provider refused or failed. ``field`` is the provider's name for the bad input."""
+    """The provider refused or failed. ``field`` is the provider's name for the bad input.
+
+    HTTP 502: the request was fine, the service behind us was not (never a 500).
+    """
+
+    http_status = 502
 
     def __init__(
         self,
@@ -114,3 +119,10 @@ class ProviderUnavailableError(ProviderError):
 
 class SchedulerError(NewsletterError):
     pass
+
+
+def driver_message(exc: Exception) -> str:
+    """A database driver's error as one short line: its first line (psycopg adds the SQL
+    on the next ones), at most 300 characters."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return (text.splitlines() or ["unknown database error"])[0][:300]

@@ -30,6 +30,17 @@ class Review(BaseModel):
     quote: str = Field(min_length=1)
 
 
+class Abstention(BaseModel):
+    """A panelist who gave no take on this tool (the page's "No panel take").
+
+    Kept apart from ``reviews`` so that every review still has a quote; ``persona`` is
+    null when the page does not name reviewers (the compact layout)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    persona: str | None = None
+
+
 class ToolEntry(BaseModel):
     """One side of a comparison: a tool as this page describes it."""
 
@@ -48,6 +59,9 @@ class ToolEntry(BaseModel):
     panel_ship: int | None = Field(default=None, ge=0)
     panel_skip: int | None = Field(default=None, ge=0)
     reviews: list[Review] = Field(default_factory=list)
+    abstentions: list[Abstention] = Field(
+        default_factory=list, description="panelists who gave no take on this tool, in page order"
+    )
 
     @property
     def key(self) -> str:
@@ -66,6 +80,14 @@ class Comparison(BaseModel):
     published_at: datetime | None = None
     tools: list[ToolEntry] = Field(min_length=2, max_length=2)
 
+    @field_validator("url")
+    @classmethod
+    def _web_url(cls, value: str | None) -> str | None:
+        # The URL becomes a link in every email: javascript:, data: and friends never do.
+        if value is not None and not re.match(r"(?i)^https?://[^\s/?#]+", value.strip()):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.strip() if value is not None else None
+
     @field_validator("slug")
     @classmethod
     def _clean_slug(cls, value: str | None) -> str | None:
@@ -78,6 +100,10 @@ class Comparison(BaseModel):
     def content_hash(self) -> str:
         """Hash of what the page says (not when we saw it): equal hash, unchanged page."""
         data = self.model_dump(mode="json", exclude={"published_at"})
+        for tool in data["tools"]:
+            # Added later: leaving the empty list out keeps the hashes stored before it.
+            if not tool["abstentions"]:
+                del tool["abstentions"]
         blob = json.dumps(data, sort_keys=True, ensure_ascii=False).encode()
         return hashlib.sha256(blob).hexdigest()
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from newsletter.archive import load_issue
+from newsletter.archive import issue_dir, load_issue
 from newsletter.config import Settings
 from newsletter.errors import ConfigError, NewsletterError, NotFoundError
 from newsletter.issues import get_issue, latest_issue
@@ -73,12 +73,18 @@ def write_preview(
     settings: Settings,
     engine: Engine,
     issue_id: str | None,
-    out: Path,
+    out: Path | None,
     *,
     templates_dir: Path | None = None,
 ) -> tuple[Path, Path]:
-    """Write the HTML to ``out`` and the text part next to it (``.txt``); both paths."""
+    """Write the HTML to ``out`` and the text part next to it (``.txt``); both paths.
+
+    Without ``out``, into the issue's archive folder (``preview.html``), never the
+    current directory, which may be anything (a repository, a home folder).
+    """
     preview = render_preview(settings, engine, issue_id, templates_dir=templates_dir)
+    if out is None:
+        out = issue_dir(settings, preview.issue_id) / "preview.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     text_path = out.with_suffix(".txt") if out.suffix != ".txt" else out.with_name(out.name + ".txt")
     out.write_text(preview.html, encoding="utf-8")

@@ -33,13 +33,10 @@ import jinja2
 import mjml
 from premailer import Premailer
 
-import newsletter
 from newsletter.config import Settings
 from newsletter.errors import RenderError
+from newsletter.resources import EMAIL_TEMPLATES
 from newsletter.verdicts import IssueContent
-
-TEMPLATES_DIR = Path(newsletter.__file__).resolve().parent.parent / "templates"
-EMAIL_TEMPLATES = TEMPLATES_DIR / "email"
 
 HTML_TEMPLATE = "issue.mjml.j2"
 TEXT_TEMPLATE = "issue.txt.j2"

@@ -59,9 +59,9 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.types import NullType
 
-import newsletter
 from newsletter.config import Settings
 from newsletter.errors import NotFoundError, SubscriberError
+from newsletter.resources import MAIL_TEMPLATES
 from newsletter.tables import DeliveryRow, IssueRow, SubscriberRow, SuppressionRow, utcnow
 from newsletter.tokens import (
     InvalidTokenError,
@@ -88,7 +88,6 @@ MAX_NAME_LENGTH = 200
 IMPORT_CHUNK = 5000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 PUBLIC_ISSUE_STATUSES = ("sending", "sent")
-MAIL_TEMPLATES = Path(newsletter.__file__).resolve().parent.parent / "templates" / "web" / "mail"
 EXPORT_COLUMNS = (
     "email",
     "name",

@@ -7,12 +7,15 @@ printed as it is: Rich markup is off, so ``[/x]`` neither crashes nor vanishes.
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from newsletter.cli import app
+from tests.conftest import SEEDS
+from tests.support.delivery_fixtures import run_cli
 
 runner = CliRunner()
 
@@ -143,3 +146,86 @@ def test_issue_build_warns_when_the_email_would_be_clipped_by_gmail(
     assert built.exit_code == 0, built.output
     assert "Gmail clips" in built.stderr
     assert built.stdout.strip().splitlines()[-1] == "2026-W48"  # the id alone on the last line
+
+
+# --- issue 11: one validation everywhere, and no traceback for anything ----------------------
+
+
+def _issue_with_subscribers(env: dict[str, str], tmp_path: Path) -> str:
+    for args in (
+        ["db", "upgrade"],
+        ["comparisons", "import", str(SEEDS)],
+        ["subscribers", "add", "--confirmed", "zoe@example.com"],
+    ):
+        done = run_cli(env, *args, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+    built = run_cli(env, "issue", "build", cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    return built.stdout.strip().splitlines()[-1]
+
+
+def _one_stderr_line(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+def test_test_send_validates_addresses_as_subscribe_does(sqlite_env: dict[str, str], tmp_path: Path) -> None:
+    issue_id = _issue_with_subscribers(sqlite_env, tmp_path)
+    line = _one_stderr_line(run_cli(sqlite_env, "send", issue_id, "--test-to", "ok@example.com,bad@"))
+    assert "'bad@' is not a valid email address" in line
+    assert not list((tmp_path / "outbox").glob("*.eml")), "nothing is sent when one address is bad"
+
+
+@pytest.mark.usefixtures("sqlite_env")
+def test_a_name_for_several_addresses_is_refused() -> None:
+    result = runner.invoke(app, ["subscribers", "add", "a@example.com", "b@example.com", "--name", "Zoë"])
+    assert "--name is for one address" in _one_line_error(result)
+    listed = runner.invoke(app, ["subscribers", "list"])
+    assert "a@example.com" not in listed.output
+
+
+@pytest.mark.usefixtures("sqlite_env")
+def test_subscribers_import_reports_bad_rows_imports_the_rest_and_exits_1(tmp_path: Path) -> None:
+    csv = tmp_path / "people.csv"
+    csv.write_text("email,name\nzoe@example.com,Zoë Ünal\nbad@,x\nsean@example.com,Seán O'Brien\n", "utf-8")
+    result = runner.invoke(app, ["subscribers", "import", str(csv), "--confirmed"])
+    assert result.exit_code == 1, result.output
+    assert f"{csv}:3: 'bad@' is not a valid email address" in result.output
+    listed = runner.invoke(app, ["subscribers", "list"])
+    assert "zoe@example.com" in listed.output and "sean@example.com" in listed.output
+
+
+def test_preview_without_out_writes_into_the_archive_not_the_current_folder(
+    sqlite_env: dict[str, str], tmp_path: Path
+) -> None:
+    issue_id = _issue_with_subscribers(sqlite_env, tmp_path)
+    elsewhere = tmp_path / "somewhere"
+    elsewhere.mkdir()
+    done = run_cli(sqlite_env, "preview", cwd=elsewhere)
+    assert done.returncode == 0, done.stderr
+    assert list(elsewhere.iterdir()) == []
+    folder = tmp_path / "issues" / issue_id
+    assert "— +" in (folder / "preview.html").read_text("utf-8")
+    assert (folder / "preview.txt").read_text("utf-8").strip()
+
+
+@pytest.mark.usefixtures("sqlite_env")
+def test_an_unexpected_error_is_one_line_naming_a_log_with_the_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("disk on fire — 火")
+
+    monkeypatch.setattr("newsletter.issues.list_issues", broken)
+    result = runner.invoke(app, ["issue", "list"])
+    line = _one_line_error(result)
+    assert "unexpected RuntimeError: disk on fire — 火" in line
+    log = Path(line.rsplit("traceback in ", 1)[1].rstrip(")"))
+    assert "Traceback" in log.read_text("utf-8") and "disk on fire" in log.read_text("utf-8")
+    log.unlink()
+    verbose = runner.invoke(app, ["--verbose", "issue", "list"])
+    assert verbose.exit_code == 1
+    assert "Traceback" in verbose.output and "traceback above" in verbose.output

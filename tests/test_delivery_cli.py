@@ -109,7 +109,7 @@ def test_two_concurrent_send_processes_split_the_work(
     settings, engine = setup
     issue = make_issue(settings, engine)
     emails = set(add_subscribers(engine, 3000))
-    fake.delay = 0.08
+    fake.delay = 0.25  # long enough that the second process starts before the first is done, under load too
 
     first = popen_cli(sg_env, "send", issue, "--yes")
     second = popen_cli(sg_env, "send", issue, "--yes")

@@ -9,13 +9,18 @@ text, any placeholder position and any recipient values.
 from __future__ import annotations
 
 import email
+import email as email_lib
+from dataclasses import replace
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import default
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from newsletter.delivery.messengers import Content, Recipient
+from newsletter.delivery.messengers.base import wire_address
 from newsletter.delivery.mime import MESSAGE_POLICY, MessageTemplate, personalize
 from newsletter.render import PLACEHOLDERS, TEXT_PLACEHOLDERS
 
@@ -26,7 +31,8 @@ def oracle(content: Content, recipient: Recipient) -> bytes:
     subs = dict(recipient.substitutions)
     message = EmailMessage(policy=MESSAGE_POLICY)
     message["From"] = content.from_email
-    message["To"] = recipient.email
+    address = wire_address(recipient.email)
+    message["To"] = Address(display_name=recipient.name, addr_spec=address) if recipient.name else address
     message["Subject"] = personalize(content.subject, subs)
     if content.reply_to:
         message["Reply-To"] = content.reply_to
@@ -61,10 +67,13 @@ def content_with(text: str, html: str, subject: str = "This week: Axolotl vs Uns
     )
 
 
-def recipient_with(url: str, first: str) -> Recipient:
+def recipient_with(
+    url: str, first: str, *, email: str = "ada@example.com", name: str | None = None
+) -> Recipient:
     return Recipient(
-        email="ada@example.com",
+        email=email,
         subscriber_id=7,
+        name=name,
         substitutions={
             PLACEHOLDERS["unsubscribe_url"]: url.replace("&", "&amp;"),
             TEXT_PLACEHOLDERS["unsubscribe_url"]: url,
@@ -130,3 +139,83 @@ def test_a_line_break_in_a_personal_header_is_refused() -> None:
         assert "line breaks" in str(error)
     else:
         raise AssertionError("a header with CRLF was accepted")
+
+
+def header_lines(data: bytes) -> dict[bytes, bytes]:
+    """Each header's folded bytes, as written on the wire (continuation lines included)."""
+    head = data.split(b"\r\n\r\n", 1)[0]
+    lines: dict[bytes, bytes] = {}
+    name = b""
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t"):
+            lines[name] += b"\r\n" + line
+        else:
+            name = line.split(b":", 1)[0]
+            lines[name] = line
+    return lines
+
+
+PERSONAL = (b"To", b"Subject", b"From", b"Reply-To", b"List-Unsubscribe", b"List-Unsubscribe-Post")
+
+REAL_SUBJECTS = [
+    "Axolotl v0.16 ships — +2 more verdicts",
+    "Café crème: Mistral 8x24B vs Axolotl — the panel’s split",
+    "李小龙的选择: Qwen 3 vs DeepSeek — 3 of 4 ship",
+    "🚀 Ship it? Unsloth vs Axolotl — “no panel take” & more",
+    "Seán O'Brien's pick: " + "a very long subject that goes on and on — " * 6,
+]
+
+
+@pytest.mark.parametrize("subject", REAL_SUBJECTS)
+@pytest.mark.parametrize(
+    ("email", "name"),
+    [
+        ("zoe@example.com", "Zoë Ünal"),
+        ("li@例え.jp", "李 小龙"),
+        ("sean@bücher.de", "Seán O'Brien"),
+        ("a@b.example", None),
+    ],
+)
+def test_real_subjects_and_names_are_encoded_byte_for_byte_as_the_email_package_does(
+    subject: str, email: str, name: str | None
+) -> None:
+    content = replace(
+        content_with("Hi %%FIRST_NAME_TXT%%", "<p>Hi %%FIRST_NAME%%</p>", subject),
+        from_email="Verdicts — Café <verdicts@example.com>",
+    )
+    recipient = recipient_with(
+        "https://verdicts.example.com/unsubscribe/1-abc.Sig",
+        (name or "").split(" ")[0],
+        email=email,
+        name=name,
+    )
+    mail = MessageTemplate(content).render(recipient).data
+    expected = oracle(content, recipient)
+    ours, theirs = header_lines(mail), header_lines(expected)
+    for header in PERSONAL:
+        assert ours[header] == theirs[header], header
+    assert mail.isascii()
+    message = email_lib.message_from_bytes(mail, policy=default)
+    assert message["Subject"] == subject
+    assert message["To"].addresses[0].display_name == (name or "")
+    assert message["To"].addresses[0].domain.isascii()
+    assert parsed(mail) == parsed(expected)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    subject=st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=400),
+    name=st.one_of(
+        st.none(), st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=80)
+    ),
+)
+def test_any_unicode_subject_and_name_round_trip(subject: str, name: str | None) -> None:
+    content = content_with("Hi", "<p>Hi</p>", subject)
+    recipient = recipient_with("https://x.example/u/1", "x", name=name)
+    mail = MessageTemplate(content).render(recipient).data
+    assert mail.isascii()
+    message = email_lib.message_from_bytes(mail, policy=default)
+    theirs = email_lib.message_from_bytes(oracle(content, recipient), policy=default)
+    assert message["Subject"] == theirs["Subject"]
+    assert str(message["To"]) == str(theirs["To"])
+    assert header_lines(mail)[b"Subject"] == header_lines(oracle(content, recipient))[b"Subject"]

@@ -265,6 +265,17 @@ def _tools() -> tuple[FakeTool, FakeTool]:
     return a, b
 
 
+def _votes_from(page: FakePage) -> FakePage:
+    """Give each tool the Decision votes and ship % its takes add up to (the parser checks them)."""
+    for side, tool in enumerate((page.a, page.b)):
+        takes = [p[1 + side] for p in page.personas if p[1 + side] is not None]
+        tool.ship = sum(1 for take in takes if take is not None and take.verdict == "ship")
+        tool.skip = len(takes) - tool.ship
+        if tool.pct is not None and takes:
+            tool.pct = round(100 * tool.ship / len(takes))
+    return page
+
+
 SIX_PERSONAS = [
     ("Operator", Take(61, "ship", "Runs fine in our stack."), Take(12, "skip", "Latency kills it.")),
     ("Lawyer", None, Take(30, "skip", "Voice consent is a minefield.")),
@@ -277,18 +288,20 @@ SIX_PERSONAS = [
 
 def test_unseen_rich_page_with_six_other_personas() -> None:
     a, b = _tools()
-    comparison = parse_page(render_rich(FakePage(a, b, SIX_PERSONAS)), source="unseen.txt")
+    comparison = parse_page(render_rich(_votes_from(FakePage(a, b, SIX_PERSONAS))), source="unseen.txt")
     assert comparison.title == "Quillstream 2.1 vs Zephyr Voice Cloner"
     assert comparison.category == "Writing Assistants"
     qa, zb = comparison.tools
-    assert (qa.name, qa.tagline, qa.ship_pct, qa.pricing) == (a.name, a.tagline, 33, "Freemium")
-    assert (zb.name, zb.tagline, zb.ship_pct, zb.pricing) == (b.name, b.tagline, 0, "Paid")
+    assert (qa.name, qa.tagline, qa.ship_pct, qa.pricing) == (a.name, a.tagline, 75, "Freemium")
+    assert (zb.name, zb.tagline, zb.ship_pct, zb.pricing) == (b.name, b.tagline, 20, "Paid")
     assert qa.community == "12 ship & 3 skip" and zb.community is None
     assert qa.description == "Quillstream reads your repository history.\n\nIt then writes notes people read."
     assert zb.description == "Zephyr turns short samples into a reusable voice model."
     assert (qa.pricing_detail, zb.pricing_detail) == (a.detail, b.detail)
     assert (qa.best_for, zb.best_for) == ("Small product teams", "Podcasters")
-    assert (qa.panel_ship, qa.panel_skip, zb.panel_ship, zb.panel_skip) == (1, 2, 0, 3)
+    assert (qa.panel_ship, qa.panel_skip, zb.panel_ship, zb.panel_skip) == (3, 1, 1, 4)
+    assert [x.persona for x in qa.abstentions] == ["Lawyer", "Nurse"]
+    assert [x.persona for x in zb.abstentions] == ["Designer"]
     expected_a = [(p, t.score, t.verdict, t.quote) for p, t, _ in SIX_PERSONAS if t is not None]
     expected_b = [(p, t.score, t.verdict, t.quote) for p, _, t in SIX_PERSONAS if t is not None]
     assert [(r.persona, r.score, r.verdict, r.quote) for r in qa.reviews] == expected_a
@@ -299,7 +312,7 @@ def test_unseen_rich_page_without_decision_table_or_blank_lines() -> None:
     a, b = _tools()
     b.category = "Audio"
     personas = SIX_PERSONAS[:3]
-    text = render_rich(FakePage(a, b, personas, decision=False, blank_lines=False))
+    text = render_rich(_votes_from(FakePage(a, b, personas, decision=False, blank_lines=False)))
     qa, zb = parse_page(text, source="x.txt").tools
     assert (qa.category, zb.category) == ("Writing Assistants", "Audio")
     assert qa.pricing_detail is None and qa.best_for is None and qa.panel_ship is None
@@ -548,26 +561,28 @@ def test_unknown_numbers_and_a_quoted_paragraph_in_a_description() -> None:
     a.pct = None
     b.description = ["Zephyr turns short samples into a voice.", "“It sounds like me,” one tester said."]
     personas = SIX_PERSONAS[:2]
-    text = render_rich(FakePage(a, b, personas)).replace("Ship · 1 ship / 2 skip", "—")
+    text = render_rich(_votes_from(FakePage(a, b, personas))).replace("Ship · 1 ship / 0 skip", "—")
     qa, zb = parse_page(text, source="x.txt").tools
     assert qa.ship_pct is None and zb.ship_pct == 0
     assert (qa.panel_ship, qa.panel_skip, qa.panel_verdict) == (None, None, "ship")
-    assert (zb.panel_ship, zb.panel_skip) == (0, 3)
+    assert (zb.panel_ship, zb.panel_skip) == (0, 2)
     assert (
         zb.description == "Zephyr turns short samples into a voice.\n\n“It sounds like me,” one tester said."
     )
     assert [r.persona for r in zb.reviews] == ["Operator", "Lawyer"]
 
 
-def test_compact_page_with_an_odd_number_of_quotes() -> None:
+def test_compact_page_with_an_odd_number_of_quotes_is_refused_at_the_last_quote() -> None:
+    """Which tool a missing quote was about cannot be known: refused, never guessed."""
     a, b = _tools()
     personas = [
         ("x", Take(1, "ship", "First on A."), Take(1, "ship", "First on B.")),
         ("y", Take(1, "ship", "Last."), None),
     ]
-    qa, zb = parse_page(render_compact(FakePage(a, b, personas)), source="x.txt").tools
-    assert [r.quote for r in qa.reviews] == ["First on A.", "Last."]
-    assert [r.quote for r in zb.reviews] == ["First on B."]
+    text = render_compact(FakePage(a, b, personas))
+    with pytest.raises(SourceError, match="odd number") as info:
+        parse_page(text, source="x.txt")
+    assert info.value.line == text.split("\n").index("“Last.”") + 1
 
 
 def _as_markdown(text: str) -> str:

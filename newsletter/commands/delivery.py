@@ -237,9 +237,3 @@ def status(issue_id: str = typer.Argument(..., help="The issue.")) -> None:
             "on purpose (some recipients may get the issue twice): "
             f"`newsletter send {issue_id} --resend-uncertain`."
         )
-
-
-def register(root: typer.Typer) -> None:
-    """Top-level commands of this area."""
-    root.command("send")(send)
-    root.command("status")(status)

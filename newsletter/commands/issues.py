@@ -158,8 +158,11 @@ def edit(
 
 def preview(
     issue_id: str | None = typer.Argument(None, help="Issue id; default: the latest built issue."),
-    out: Path = typer.Option(
-        Path("preview.html"), "--out", "-o", help="Where to write the HTML (the text part goes next to it)."
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Where to write the HTML (the text part goes next to it); default: the issue's archive folder.",
     ),
     serve: bool = typer.Option(
         False, "--serve", help="Serve it on 127.0.0.1 and re-render on template edits."
@@ -183,8 +186,3 @@ def preview(
         return
     html_path, text_path = write_preview(settings, engine, issue_id, out)
     typer.echo(f"Wrote {html_path} and {text_path}")
-
-
-def register(root: typer.Typer) -> None:
-    """Top-level commands of this area (preview)."""
-    root.command("preview")(preview)

@@ -208,10 +208,3 @@ class _GracefulServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._stop.set()  # the send finishes its current batch while open requests drain
         super().handle_exit(sig, frame)
-
-
-def register(root: typer.Typer) -> None:
-    root.add_typer(db_app, name="db")
-    root.add_typer(schedule_app, name="schedule")
-    root.command("tick")(tick)
-    root.command("serve")(serve)

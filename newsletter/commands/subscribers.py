@@ -32,6 +32,8 @@ def add(
     name: str | None = typer.Option(None, "--name", help="The subscriber's name (for a single address)."),
 ) -> None:
     """Add subscribers by hand. Exits 1 if any address is invalid (the valid ones are still added)."""
+    if name is not None and len(emails) > 1:
+        raise SubscriberError("--name is for one address: add the others without it")
     settings, engine = settings_and_engine()
     results = subscribers.add(settings, engine, emails, confirmed=confirmed, name=name)
     bad = 0
@@ -76,6 +78,9 @@ def import_(
     rate = report.rows / elapsed if elapsed > 0 else 0.0
     table.add_row("time", f"{elapsed:.2f} s ({rate:,.0f} rows/s)")
     console.print(table)
+    if report.errors:
+        # As `comparisons import` does: the good rows are in, and the exit code says some were not.
+        raise typer.Exit(1)
 
 
 @app.command("export")

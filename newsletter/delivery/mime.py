@@ -21,6 +21,7 @@ import binascii
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, make_msgid
@@ -31,7 +32,8 @@ from newsletter.render import split_placeholders
 # RFC 5322's hard limit, not the 78-column default: a header with no space to fold at
 # (List-Unsubscribe's URL) is otherwise turned into an RFC 2047 encoded-word, which
 # mail clients do not read as a URL, and Gmail then shows no unsubscribe button.
-MESSAGE_POLICY = SMTP.clone(max_line_length=998)
+_MAX_LINE = 998
+MESSAGE_POLICY = SMTP.clone(max_line_length=_MAX_LINE)
 
 # Plain ASCII letters: quoted-printable leaves them as they are, so they can be found.
 _TEXT_SENTINEL = b"NEWSLETTERTEXTPARTGOESHERE"
@@ -68,7 +70,7 @@ class MessageTemplate:
         substitutions = recipient.substitutions
         message_id = make_msgid(domain=self._domain)
         headers = [
-            ("To", wire_address(recipient.email)),
+            ("To", _to_header(recipient)),
             ("Subject", personalize(self._subject, substitutions)),
             ("Date", formatdate(localtime=False, usegmt=True)),
             ("Message-ID", message_id),
@@ -76,7 +78,7 @@ class MessageTemplate:
         ]
         data = b"".join(
             (
-                *(_fold(name, _one_line(name, value)) for name, value in headers),
+                *(fold_header(name, value) for name, value in headers),
                 self._static_head,
                 self._text.encode(substitutions),
                 self._between,
@@ -145,18 +147,36 @@ def _quoted_printable(text: str) -> bytes:
     return encoded if encoded.endswith(b"\r\n") else encoded + _SOFT_BREAK
 
 
-def _fold(name: str, value: str) -> bytes:
-    """One header on the wire. A plain str is folded as ASCII only: a non-ASCII value (a
-    subject with an em dash) goes through the policy's header object, which encodes it."""
-    if value.isascii():
-        return MESSAGE_POLICY.fold_binary(name, value)
+def fold_header(name: str, value: str) -> bytes:
+    """One header as the email package writes it: RFC 2047 encoded-words for any non-ASCII text.
+
+    The value goes through the policy's header factory, as ``EmailMessage`` does when a
+    header is set. Handing ``fold_binary`` a plain ``str`` skips that step: the value is
+    then written as it is and encoded as ASCII, which raises ``UnicodeEncodeError`` for
+    "Café" or an em dash on Python 3.11 and 3.12 (3.13 refolds non-ASCII itself).
+    An ASCII value that fits on one line is already in its folded form; it skips the
+    parser (most headers of most messages), with the same bytes.
+    """
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"header {name} may not contain line breaks")
+    # "=?" would read as the start of an encoded-word: the email package escapes that case.
+    if value.isascii() and "=?" not in value and len(name) + 2 + len(value) <= _MAX_LINE:
+        return f"{name}: {value}\r\n".encode("ascii")
+    return _fold_parsed(name, value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _fold_parsed(name: str, value: str) -> bytes:
+    # Cached: the subject (and a From name) is the same for every recipient of an issue.
     return MESSAGE_POLICY.fold_binary(name, MESSAGE_POLICY.header_factory(name, value))
 
 
-def _one_line(name: str, value: str) -> str:
-    if "\r" in value or "\n" in value:
-        raise ValueError(f"header {name} may not contain line breaks")
-    return value
+def _to_header(recipient: Recipient) -> str:
+    """The To header: the address in ASCII (IDN domains as punycode), with the name if known."""
+    address = wire_address(recipient.email)
+    if not recipient.name:
+        return address
+    return str(Address(display_name=recipient.name, addr_spec=address))
 
 
 def _domain_of(address: str) -> str:

@@ -28,12 +28,11 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.config import Settings
-from newsletter.db import driver_message
 from newsletter.delivery import ledger
 from newsletter.delivery.messengers import Content, Messenger, PushResult, Recipient, get_messenger
-from newsletter.errors import DeliveryError, NotFoundError, ProviderError
+from newsletter.errors import DeliveryError, NotFoundError, ProviderError, SubscriberError, driver_message
 from newsletter.render import substitutions
-from newsletter.subscribers import UnsubscribeLinks
+from newsletter.subscribers import UnsubscribeLinks, normalize_email
 from newsletter.tables import IssueRow
 
 log = logging.getLogger(__name__)
@@ -159,6 +158,7 @@ class RecipientBuilder:
         return Recipient(
             email=email,
             subscriber_id=subscriber_id,
+            name=(name or "").strip() or None,
             substitutions=substitutions(values),
             headers=self._links.headers(url),
         )
@@ -434,12 +434,9 @@ def send_test(
     """Send the issue to ``addresses`` only, outside the ledger, subject prefixed "[TEST] "."""
     from newsletter.db import open_database
 
-    cleaned = [address.strip() for address in addresses if address.strip()]
+    cleaned = [normalize_email(address) for address in addresses if address.strip()]
     if not cleaned:
-        raise DeliveryError("--test-to needs at least one address")
-    bad = [address for address in cleaned if "@" not in address or any(c.isspace() for c in address)]
-    if bad:
-        raise DeliveryError(f"not an email address: {', '.join(bad)}")
+        raise SubscriberError("a test send needs at least one address")
     engine = engine or open_database(settings.database_url)
     content = load_content(settings, engine, issue_id, subject_prefix=TEST_PREFIX)
     builder = RecipientBuilder(settings)

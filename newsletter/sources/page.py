@@ -1,325 +1,442 @@
-"""The site's comparison pages as text, in both layouts.
+"""The site's comparison pages as text, in both layouts: right or loud, never quietly wrong.
 
-A page is read by its structure, never by the words of one particular page:
+``page_tokens.tokenize`` turns the page into typed lines; this module is the grammar,
+one small reader per part of the page:
 
-* the two tool cards are found by their "Panel ship" label, with the ship
-  percentage on the line before it (``75%``, or ``—`` when unknown); the tool
-  name is the card line that matches one side of the "X vs Y" title (or, when
-  the title does not help, the card's lines are read by position: category,
-  name, tagline);
-* after the percentage come the community value and its ``Community`` label,
-  the entry price and its ``Entry`` label, then the description paragraphs;
-* the optional ``Decision`` table has a header row (tool A, tool B), then rows of
-  a label followed by the value for tool A and the value for tool B;
-* the ``Reviewer scorecard`` is either "rich" — persona headings, each followed by
-  one take per tool (``80/100 · ship`` and the quote, or ``No panel take``) — or
-  "compact" — quotes in curly quotes alternating tool A, tool B;
-* the site chrome after the content (newsletter sign-up, bookmarks) is dropped.
+    page      := header card card section* footer
+    header    := anything before the first card (breadcrumb, kicker, "X vs Y" title, intro)
+    card      := [initial] [category] name [tagline] [Ship|Skip] pct "Panel ship"
+                 [community [community]] "Community" [price] "Entry" description*
+    section   := "Decision" [toolA toolB] (label valueA valueB)*
+               | ["Reviewer scorecard"] (rich | compact)
+    rich      := (persona take take)*          take := score [verdict] quote [— persona]
+                                                     | "No panel take"
+    compact   := (quote [— persona] | "No panel take")*   alternating tool A, tool B
+    footer    := site chrome only (sign-up, bookmarks)
 
-Blank lines carry no meaning (one layout has them, the other does not). Any page
-that cannot be read raises SourceError with the 1-based line where the problem
-was seen.
+Sections come in any order after the two cards. The tool's name is the card line the
+title (or the Decision table's header row) names, exactly or as a short name; only a
+page whose title names no tool is read by position (category, name, tagline).
+
+Every line of a card and of a section is consumed by a rule or refused, and the
+parts are checked against each other (Decision votes against the counted verdicts and
+the ship %, takes against personas x tools, balanced quotation marks, tool names that
+are labels). A page that fails raises SourceError naming the line where the problem
+is, ``file:line: what was expected there``.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import overload
 
 from pydantic import ValidationError
 
 from newsletter.errors import SourceError
-from newsletter.models import Comparison, Review, ToolEntry, tool_key
-
-PANEL_LABEL = "panel ship"
-COMMUNITY_LABEL = "community"
-ENTRY_LABEL = "entry"
-DECISION_HEADING = "decision"
-SCORECARD_HEADING = "reviewer scorecard"
-NO_TAKE = "no panel take"
-# Values the site shows when a number is missing.
-EMPTY_VALUES = {"—", "–", "-", "n/a", "no community votes yet", "no votes yet"}
-VERDICT_LABELS = {"ship", "skip"}
-# Site chrome that follows the comparison content on every page.
-FOOTER_PREFIXES = (
-    "weekly ai tool verdicts",
-    "get the next comparison",
-    "new ai tools ship daily",
-    "bookmarks",
-    "loading bookmarks",
-    "no bookmarks yet",
-    "bookmark tools to save",
+from newsletter.models import Abstention, Comparison, Review, ToolEntry, Verdict, tool_key
+from newsletter.sources.page_tokens import (
+    ATTRIBUTION_RE,
+    PCT_RE,
+    SECTION_WORDS,
+    TAKE_KINDS,
+    Kind,
+    QuoteNotClosed,
+    QuoteScan,
+    balanced,
+    is_empty,
+    line_count,
+    looks_like_label,
+    opens_quote,
+    scan_quote,
+    tokenize,
 )
 
-PCT_RE = re.compile(r"^(\d{1,3})\s*%$")
-SCORE_RE = re.compile(r"^(\d{1,3})\s*/\s*100\b\s*(?:[·•|:,-]\s*)?(ship|skip)?\s*$", re.IGNORECASE)
-PANEL_VERDICT_RE = re.compile(r"^(?P<verdict>ship|skip)\b", re.IGNORECASE)
-PANEL_VOTES_RE = re.compile(r"(?P<ship>\d{1,6})\s*ship\s*/\s*(?P<skip>\d{1,6})\s*skip\b", re.IGNORECASE)
 INITIAL_RE = re.compile(r"^[A-Z0-9]{1,2}$")
 VS_RE = re.compile(r"\s+vs\.?\s+", re.IGNORECASE)
-OPEN_QUOTES = '“"«„'
-CLOSE_QUOTES = '”"»“'
-MAX_SHORT = 120
-
-
-@dataclass
-class Line:
-    number: int  # 1-based line number in the source text
-    text: str
+PANEL_VERDICT_RE = re.compile(
+    r"^(?P<verdict>ship|skip)?\s*[·•|:,—–-]?\s*(?:(?P<ship>\d{1,6})\s*ship\s*/\s*(?P<skip>\d{1,6})\s*skip)?$",
+    re.IGNORECASE,
+)
+DECISION_ROWS = ("panel verdict", "community", "pricing", "best for", "category")
+MAX_TITLE = 300
+MAX_CARD_LINES = 4  # initial, category, name, tagline
+MAX_PERSONA = 60
+# Outside the scorecard "— word" is only text (a tagline or a value may start with a dash).
+PLAIN_KINDS = (Kind.TEXT, Kind.ATTRIBUTION)
 
 
 @dataclass
 class _Card:
-    """One tool card as found on the page, with where its parts are."""
+    """One tool card: its values, and the lines they came from (for errors)."""
 
-    name: str
-    name_line: int
-    start: int  # index (in the non-blank lines) of the card's first line
-    pct_index: int  # index of the ship % line
+    position: int  # 0 for tool A, 1 for tool B
+    marker: int  # index of its "Panel ship" token
+    values_end: int = 0  # index after its "Entry" label
+    start: int = 0  # index of its first line (initial or category or name)
+    name: str = ""
+    name_line: int = 0
     tagline: str | None = None
     category: str | None = None
     label_verdict: str | None = None
+    label_line: int = 0
     ship_pct: int | None = None
+    pct_line: int = 0
     community: str | None = None
     pricing: str | None = None
     description: str | None = None
-    body_start: int = 0  # index of the first description line
     extra: dict[str, str | None] = field(default_factory=dict)
     reviews: list[Review] = field(default_factory=list)
+    review_lines: list[int] = field(default_factory=list)
+    abstentions: list[Abstention] = field(default_factory=list)
     panel_verdict: str | None = None
     panel_ship: int | None = None
     panel_skip: int | None = None
+    votes_line: int = 0
+
+    @property
+    def side(self) -> str:
+        return "AB"[self.position]
+
+
+@dataclass(frozen=True)
+class _Section:
+    kind: Kind  # DECISION or SCORECARD
+    heading: int | None  # index of its heading token (None: a scorecard without one)
+    start: int  # first index after the heading
+    end: int
 
 
 def parse_page(text: str, *, source: str = "<page>") -> Comparison:
-    """Read one comparison page (either layout) into a Comparison."""
+    """Read one comparison page (either layout) into a Comparison, or raise SourceError."""
     return _PageParser(text, source).parse()
 
 
 class _PageParser:
     def __init__(self, text: str, source: str) -> None:
         self.source = source
-        raw = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-        self.total_lines = max(len(raw), 1)
-        self.lines = [
-            Line(number, cleaned)
-            for number, line in enumerate(raw, start=1)
-            for cell in _markdown_cells(line)
-            if (cleaned := _clean(cell))
-        ]
+        self.tokens = tokenize(text)
+        self.total_lines = line_count(text)
 
-    # --- helpers -----------------------------------------------------------------
+    # --- helpers -----------------------------------------------------------------------
 
     def error(self, message: str, index: int | None = None) -> SourceError:
-        if index is None:
-            line = self.lines[-1].number if self.lines else 1
-        elif index >= len(self.lines):
+        if index is None or not self.tokens:
+            line = self.tokens[-1].number if self.tokens else 1
+        elif index >= len(self.tokens):
             line = self.total_lines
         else:
-            line = self.lines[index].number
+            line = self.tokens[index].number
         return SourceError(message, source=self.source, line=line)
 
-    def low(self, index: int) -> str:
-        return self.lines[index].text.casefold() if 0 <= index < len(self.lines) else ""
+    def error_at_line(self, message: str, line: int) -> SourceError:
+        return SourceError(message, source=self.source, line=line)
 
-    def text_at(self, index: int) -> str:
-        return self.lines[index].text
+    def kind(self, index: int) -> Kind | None:
+        return self.tokens[index].kind if 0 <= index < len(self.tokens) else None
 
-    # --- the page ----------------------------------------------------------------------
+    def text(self, index: int) -> str:
+        return self.tokens[index].text
+
+    # --- the page ------------------------------------------------------------------------
 
     def parse(self) -> Comparison:
-        if not self.lines:
+        if not self.tokens:
             raise SourceError("empty page: no comparison found", source=self.source, line=1)
-        end = self._content_end()
-        markers = [i for i in range(end) if self.low(i) == PANEL_LABEL]
+        markers = [i for i, token in enumerate(self.tokens) if token.kind is Kind.PANEL]
         if len(markers) < 2:
-            where = markers[0] if markers else None
             raise self.error(
-                f"expected two tool cards (a '{PANEL_LABEL.capitalize()}' label for each tool), "
-                f"found {len(markers)}",
-                where,
+                f"expected two tool cards (a 'Panel ship' label for each tool), found {len(markers)}",
+                markers[0] if markers else None,
             )
-        if len(markers) > 2:
-            raise self.error(
-                f"more than two tool cards: a third '{PANEL_LABEL.capitalize()}' label", markers[2]
-            )
+        footer = self._footer(markers[1])
+        if len(markers) > 2 and markers[2] < footer:
+            raise self.error("more than two tool cards: a third 'Panel ship' label", markers[2])
+        cards = [_Card(0, markers[0]), _Card(1, markers[1])]
+        cards[0].values_end = self._card_values(cards[0], markers[1])
+        cards[1].values_end = self._card_values(cards[1], footer)
+        description_end, sections = self._sections(cards[1].values_end, footer)
+        decision = next((s for s in sections if s.kind is Kind.DECISION), None)
+        header_names = self._decision_header(decision)
+
         title_index, title = self._title(markers[0])
-        names = _title_names(title) if title else set()
+        names = _title_names(title) if title_index is not None and title else set()
+        names |= {tool_key(name) for name in header_names}
+        floor = title_index + 1 if title_index is not None else 0
+        self._identity(cards[1], cards[0].values_end, names, cards)
+        self._identity(cards[0], floor, names, cards)
+        cards[0].description = self._description(cards[0], cards[0].values_end, cards[1].start)
+        cards[1].description = self._description(cards[1], cards[1].values_end, description_end)
 
-        first_start = title_index + 1 if title_index is not None else 0
-        card_a = self._card(first_start, markers[0], names, position=0)
-        after_a = self._card_values(card_a, markers[0], markers[1])
-        card_b = self._card(after_a, markers[1], names, position=1)
-        card_a.description = self._description(after_a, card_b.start)
-        after_b = self._card_values(card_b, markers[1], end)
-        section = self._next_section(after_b, end)
-        card_b.description = self._description(after_b, section)
-
-        cards = [card_a, card_b]
-        index = section
-        if index < end and self.low(index) == DECISION_HEADING:
-            index = self._decision(index, end, cards)
-        if index < end and self.low(index) == SCORECARD_HEADING:
-            index += 1
-        self._scorecard(index, end, cards)
-
+        for section in sections:
+            if section.kind is Kind.DECISION:
+                self._decision(section, cards, bool(header_names))
+            else:
+                self._scorecard(section, cards)
+        self._check(cards)
         if title is None:
-            title = f"{card_a.name} vs {card_b.name}"
+            title = f"{cards[0].name} vs {cards[1].name}"
         return self._build(title, cards)
 
-    def _content_end(self) -> int:
-        """Index of the first line of site chrome after the content (or len(lines))."""
-        seen_panel = False
-        for index, line in enumerate(self.lines):
-            low = line.text.casefold()
-            if low == PANEL_LABEL:
-                seen_panel = True
-            elif seen_panel and low.startswith(FOOTER_PREFIXES) and len(low) <= 80:
-                return index
-        return len(self.lines)
+    def _footer(self, last_marker: int) -> int:
+        """Index of the site chrome after the content; only chrome may follow it."""
+        start = next(
+            (i for i in range(last_marker, len(self.tokens)) if self.tokens[i].kind is Kind.CHROME),
+            len(self.tokens),
+        )
+        for index in range(start, len(self.tokens)):
+            if self.tokens[index].kind is not Kind.CHROME:
+                raise self.error(
+                    f"expected only site chrome (sign-up, bookmarks) after line "
+                    f"{self.tokens[start].number}, got {self.text(index)!r}",
+                    index,
+                )
+        return start
 
     def _title(self, first_marker: int) -> tuple[int | None, str | None]:
         """The "X vs Y" heading before the first card (the breadcrumb is a fallback)."""
         crumb: str | None = None
         for index in range(first_marker):
-            text = self.text_at(index)
+            text = self.text(index)
             if text.casefold().startswith("compare/"):
                 crumb = text.split("/", 1)[1].strip() or None
                 continue
-            if VS_RE.search(text) and len(text) <= 300:
+            if VS_RE.search(text) and len(text) <= MAX_TITLE:
                 return index, text
         return None, crumb
 
-    def _card(self, start: int, marker: int, names: set[str], *, position: int) -> _Card:
-        """The lines from ``start`` to the ship % line: [initial] category, name, tagline [label]."""
-        pct_index = marker - 1
-        if pct_index < start:
-            raise self.error("'Panel ship' label without a ship percentage before it", marker)
-        stop = pct_index
-        label_verdict = None
-        if stop - 1 >= start and self.low(stop - 1) in VERDICT_LABELS:
-            label_verdict = self.low(stop - 1)
-            stop -= 1
-        region = list(range(start, stop))
-        name_at = next((i for i in reversed(region) if tool_key(self.text_at(i)) in names), None)
-        if name_at is None:
-            # Read by position: the last three lines are category, name, tagline.
-            if not region:
-                raise self.error(f"tool {'AB'[position]} has no name before its ship percentage", pct_index)
-            name_at = region[-2] if len(region) >= 2 else region[-1]
-        tagline_lines = [self.text_at(i) for i in range(name_at + 1, stop)]
-        name = self.text_at(name_at)
-        card_start = name_at
-        category = None
-        before = name_at - 1
-        if before >= start:
-            if before - 1 >= start and _is_initial(self.text_at(before - 1), name):
-                category, card_start = self.text_at(before), before - 1
-            elif _is_initial(self.text_at(before), name):
-                card_start = before
-            elif _looks_like_label(self.text_at(before)):
-                category, card_start = self.text_at(before), before
-        card = _Card(
-            name=name,
-            name_line=self.lines[name_at].number,
-            start=card_start,
-            pct_index=pct_index,
-            tagline=" ".join(tagline_lines) or None,
-            category=category,
-            label_verdict=label_verdict,
+    # --- the cards -----------------------------------------------------------------------
+
+    def _card_values(self, card: _Card, limit: int) -> int:
+        """``[community [community]] Community [price] Entry`` after "Panel ship"."""
+        index = card.marker + 1
+        community = self._labelled(index, limit, Kind.COMMUNITY, 2, "the community votes", card)
+        card.community = _value(" · ".join(self.text(i) for i in range(index, community)))
+        price = self._labelled(community + 1, limit, Kind.ENTRY, 1, "the entry price", card)
+        card.pricing = _value(" ".join(self.text(i) for i in range(community + 1, price)))
+        return price + 1
+
+    def _labelled(self, start: int, limit: int, label: Kind, most: int, what: str, card: _Card) -> int:
+        """Index of the ``label`` token after at most ``most`` value lines."""
+        for index in range(start, min(start + most + 1, limit)):
+            if self.tokens[index].kind is label:
+                return index
+            if self.tokens[index].kind is not Kind.TEXT:
+                break
+        raise self.error(
+            f"tool {card.side}: expected {what} then a '{label.value.capitalize()}' label here", start
         )
-        pct = self.text_at(pct_index)
-        match = PCT_RE.match(pct)
+
+    def _identity(self, card: _Card, floor: int, names: set[str], cards: list[_Card]) -> None:
+        """The lines above the ship %: [initial] [category] name [tagline] [Ship|Skip]."""
+        pct_index = card.marker - 1
+        if pct_index < floor:
+            raise self.error("'Panel ship' label without a ship percentage before it", card.marker)
+        self._pct(card, pct_index)
+        stop = pct_index
+        if stop - 1 >= floor and self.kind(stop - 1) is Kind.VERDICT:
+            card.label_verdict, card.label_line = self.tokens[stop - 1].low, self.tokens[stop - 1].number
+            stop -= 1
+        window = list(range(max(floor, stop - MAX_CARD_LINES), stop))
+        for index in window:
+            if self.kind(index) not in PLAIN_KINDS:
+                raise self.error(
+                    f"tool {card.side}: expected the card's name, category or tagline, "
+                    f"got {self.text(index)!r}",
+                    index,
+                )
+        name_at = self._name_line(card, window, names, stop)
+        taglines = list(range(name_at + 1, stop))
+        if len(taglines) > 1:
+            raise self.error(
+                f"tool {card.side}: one tagline line expected after the name, got a second line", taglines[1]
+            )
+        card.name, card.name_line = self.text(name_at), self.tokens[name_at].number
+        card.tagline = self.text(taglines[0]) if taglines else None
+        card.start = name_at
+        before = name_at - 1
+        if before >= floor and _is_initial(self.text(before), card.name):
+            card.start = before
+        elif before >= floor and looks_like_label(self.text(before)) and not self._is_title(before):
+            card.category, card.start = self.text(before), before
+            if before - 1 >= floor and _is_initial(self.text(before - 1), card.name):
+                card.start = before - 1
+
+    def _is_title(self, index: int) -> bool:
+        return VS_RE.search(self.text(index)) is not None
+
+    def _name_line(self, card: _Card, window: list[int], names: set[str], stop: int) -> int:
+        if not window:
+            raise self.error(f"tool {card.side} has no name before its ship percentage", stop)
+        exact = [i for i in window if tool_key(self.text(i)) in names]
+        if exact:
+            return exact[-1]
+        # A short name only names a short line: a description sentence may start with it too.
+        labels = [i for i in window if looks_like_label(self.text(i))]
+        short = [i for i in labels if any(_starts_with_name(tool_key(self.text(i)), n) for n in names)]
+        if len(short) == 1:
+            return short[0]
+        if names:
+            raise self.error(
+                f"tool {card.side}: no line of the card is a tool the title or Decision table names "
+                f"({' / '.join(sorted(names))}); expected the name here",
+                window[-1],
+            )
+        # No title to go by: the card's lines are read by position (category, name, tagline).
+        lines = [i for i in window if not _is_initial(self.text(i), self.text(i))]
+        if len(lines) == 1:
+            return lines[0]
+        if len(lines) >= 3 and looks_like_label(self.text(lines[-3])):
+            return lines[-2]
+        raise self.error(
+            f"tool {card.side}: the title names no tool, so the card needs category, name and "
+            "tagline lines to tell its name apart",
+            window[-1],
+        )
+
+    def _pct(self, card: _Card, index: int) -> None:
+        text = self.text(index)
+        card.pct_line = self.tokens[index].number
+        match = PCT_RE.match(text)
         if match:
             value = int(match.group(1))
             if value > 100:
-                raise self.error(f"ship percentage {value}% is over 100", pct_index)
+                raise self.error(f"ship percentage {value}% is over 100", index)
             card.ship_pct = value
-        elif pct.casefold() not in EMPTY_VALUES:
+        elif not is_empty(text):
             raise self.error(
-                f"expected a ship percentage like '75%' before 'Panel ship', got {pct!r}", pct_index
+                f"expected a ship percentage like '75%' before 'Panel ship', got {text!r}", index
             )
-        return card
 
-    def _card_values(self, card: _Card, marker: int, limit: int) -> int:
-        """Community and entry price after 'Panel ship'; returns the index after them."""
-        index = marker + 1
-        # [value] Community
-        for offset in (0, 1):
-            if index + offset < limit and self.low(index + offset) == COMMUNITY_LABEL:
-                if offset == 1:
-                    card.community = _value(self.text_at(index))
-                index += offset + 1
-                break
-        # [price] Entry
-        for offset in (0, 1):
-            if index + offset < limit and self.low(index + offset) == ENTRY_LABEL:
-                if offset == 1:
-                    card.pricing = _value(self.text_at(index))
-                index += offset + 1
-                break
-        return index
-
-    def _next_section(self, start: int, end: int) -> int:
-        """Where a description (or the Decision table) stops: the next section heading,
-        or, on a page without headings, the first persona heading or curly quote."""
-        for index in range(start, end):
-            if self.low(index) in (DECISION_HEADING, SCORECARD_HEADING):
-                return index
-        for index in range(start, end):
-            if self.text_at(index)[0] == "“":
-                return index
-            if _is_take(self.low(index)):
-                # A take belongs to the persona heading on the line before it.
-                return max(start, index - 1)
-        return end
-
-    def _description(self, start: int, stop: int) -> str | None:
-        parts = [self.text_at(i) for i in range(start, stop)]
-        return "\n\n".join(parts) or None
-
-    # --- decision table --------------------------------------------------------------
-
-    def _decision(self, heading: int, end: int, cards: list[_Card]) -> int:
-        stop = self._next_section(heading + 1, end)
-        index = heading + 1
-        # Header row: the two tool names (optional).
-        if index + 1 < stop and {tool_key(self.text_at(index)), tool_key(self.text_at(index + 1))} == {
-            tool_key(cards[0].name),
-            tool_key(cards[1].name),
-        }:
-            if tool_key(self.text_at(index)) != tool_key(cards[0].name):
-                raise self.error("Decision table names the tools in the other order", index)
-            index += 2
-        while index < stop:
-            if self.low(index) == DECISION_HEADING:
-                raise self.error("a second Decision table", index)
-            if index + 2 >= stop:
+    def _description(self, card: _Card, start: int, stop: int) -> str | None:
+        for index in range(start, stop):
+            if self.tokens[index].kind not in (*PLAIN_KINDS, Kind.VERDICT):
                 raise self.error(
-                    f"Decision row {self.text_at(index)!r} needs a value for each of the two tools", index
+                    f"tool {card.side}'s description: expected paragraphs of text, got {self.text(index)!r} "
+                    "(sections come after both tool cards)",
+                    index,
                 )
-            label = self.low(index)
-            for card, value_index in zip(cards, (index + 1, index + 2), strict=True):
-                self._decision_value(card, label, value_index)
+        return "\n\n".join(self.text(i) for i in range(start, stop)) or None
+
+    # --- sections ------------------------------------------------------------------------
+
+    def _sections(self, start: int, end: int) -> tuple[int, list[_Section]]:
+        """Where tool B's description ends, and the Decision / scorecard sections after it."""
+        headings = [i for i in range(start, end) if self.tokens[i].kind in (Kind.DECISION, Kind.SCORECARD)]
+        first = headings[0] if headings else end
+        # With its heading on the page, the scorecard starts there and nowhere else.
+        headed = any(self.tokens[i].kind is Kind.SCORECARD for i in headings)
+        description_end = first
+        if not headed:
+            description_end = next((i for i in range(start, first) if self._starts_scorecard(i)), first)
+        sections: list[_Section] = []
+        if description_end < first:
+            self._refuse_compact_without_heading(description_end)
+            sections.append(_Section(Kind.SCORECARD, None, description_end, first))
+        for number, heading in enumerate(headings):
+            stop = headings[number + 1] if number + 1 < len(headings) else end
+            kind = self.tokens[heading].kind
+            if kind is Kind.DECISION:
+                # A scorecard without its heading may follow the table.
+                scorecard = stop
+                if not headed:
+                    scorecard = next((i for i in range(heading + 1, stop) if self._starts_scorecard(i)), stop)
+                sections.append(_Section(kind, heading, heading + 1, scorecard))
+                if scorecard < stop:
+                    self._refuse_compact_without_heading(scorecard)
+                    sections.append(_Section(Kind.SCORECARD, None, scorecard, stop))
+            else:
+                sections.append(_Section(kind, heading, heading + 1, stop))
+        seen: set[Kind] = set()
+        for section in sections:
+            if section.kind in seen:
+                where = section.heading if section.heading is not None else section.start
+                raise self.error(f"a second {section.kind.value.capitalize()} section", where)
+            seen.add(section.kind)
+        return description_end, sections
+
+    def _starts_scorecard(self, index: int) -> bool:
+        """A take, a persona heading (a name followed by a take) or a whole quotation."""
+        if self.tokens[index].kind in TAKE_KINDS or self.kind(index + 1) in TAKE_KINDS:
+            return True
+        if not opens_quote(self.text(index)):
+            return False
+        try:
+            scan = scan_quote(self.tokens, index, len(self.tokens))
+        except QuoteNotClosed:
+            return False
+        return scan.rest == "" or ATTRIBUTION_RE.match(scan.rest) is not None
+
+    def _refuse_compact_without_heading(self, index: int) -> None:
+        if self.tokens[index].kind in TAKE_KINDS or self.kind(index + 1) in TAKE_KINDS:
+            return  # persona headings and scores mark the rich scorecard without a heading
+        raise self.error(
+            "reviewers' quotes need a 'Reviewer scorecard' heading before them: without one a "
+            "quotation ending a description cannot be told from a review",
+            index,
+        )
+
+    # --- the decision table --------------------------------------------------------------
+
+    def _decision_header(self, section: _Section | None) -> list[str]:
+        """The table's optional header row: tool A's and tool B's names."""
+        if section is None or section.end - section.start < 2:
+            return []
+        first, second = self.tokens[section.start], self.tokens[section.start + 1]
+        if first.low in DECISION_ROWS or second.low in DECISION_ROWS:
+            return []
+        if (section.end - section.start) % 3 != 2:
+            return []
+        return [first.text, second.text]
+
+    def _decision(self, section: _Section, cards: list[_Card], header: bool) -> None:
+        index = section.start
+        if header:
+            for card in cards:
+                if tool_key(self.text(index)) != tool_key(card.name) and not _starts_with_name(
+                    tool_key(card.name), tool_key(self.text(index))
+                ):
+                    raise self.error(
+                        f"Decision table header: expected tool {card.side} ({card.name!r}), "
+                        f"got {self.text(index)!r}",
+                        index,
+                    )
+                index += 1
+        while index < section.end:
+            label = self.tokens[index]
+            if label.kind is not Kind.COMMUNITY and (
+                label.kind is not Kind.TEXT or not looks_like_label(label.text)
+            ):
+                raise self.error(
+                    f"expected a Decision row label (such as 'Pricing'), got {label.text!r}", index
+                )
+            for offset, card in enumerate(cards, start=1):
+                value = index + offset
+                if value >= section.end or self.tokens[value].low in DECISION_ROWS:
+                    raise self.error(
+                        f"Decision row {label.text!r}: expected the value for tool {card.side} here",
+                        min(value, section.end),
+                    )
+                self._decision_value(card, label.low, value)
             index += 3
-        return stop
 
     def _decision_value(self, card: _Card, label: str, index: int) -> None:
-        value = self.text_at(index)
+        value = self.text(index)
+        if self.tokens[index].kind not in (*PLAIN_KINDS, Kind.VERDICT):
+            raise self.error(f"Decision row {label!r}: expected a value, got {value!r}", index)
         if label == "panel verdict":
-            if _value(value) is None:
+            match = PANEL_VERDICT_RE.match(value)
+            if is_empty(value):
                 return
-            verdict = PANEL_VERDICT_RE.match(value)
-            votes = PANEL_VOTES_RE.search(value)
-            if verdict is None and votes is None:
+            if match is None or not (match.group("verdict") or match.group("ship")):
                 raise self.error(
                     f"panel verdict should read like 'Ship · 3 ship / 1 skip', got {value!r}", index
                 )
-            if verdict is not None:
-                card.panel_verdict = verdict.group("verdict").lower()
-            if votes is not None:
-                card.panel_ship = int(votes.group("ship"))
-                card.panel_skip = int(votes.group("skip"))
+            if match.group("verdict"):
+                card.panel_verdict = match.group("verdict").lower()
+            if match.group("ship") is not None:
+                card.panel_ship, card.panel_skip = int(match.group("ship")), int(match.group("skip"))
+                card.votes_line = self.tokens[index].number
         elif label == "community":
             if card.community is None:
                 card.community = _value(value)
@@ -327,92 +444,248 @@ class _PageParser:
             card.extra["pricing_detail"] = _value(value)
         elif label == "best for":
             card.extra["best_for"] = _value(value)
-        elif label == "category" and card.category is None:
-            card.category = _value(value)
-        # Unknown rows are kept out of the model: the page may grow new rows.
-
-    # --- reviewer scorecard ----------------------------------------------------------
-
-    def _scorecard(self, start: int, end: int, cards: list[_Card]) -> None:
-        if any(_is_take(self.low(i)) for i in range(start, end)):
-            self._rich_scorecard(start, end, cards)
-        else:
-            self._compact_scorecard(start, end, cards)
-
-    def _rich_scorecard(self, start: int, end: int, cards: list[_Card]) -> None:
-        persona: str | None = None
-        persona_index = start
-        takes = 0
-        index = start
-        while index < end:
-            low = self.low(index)
-            if _is_take(low):
-                if persona is None:
-                    raise self.error("a score before any persona heading", index)
-                if takes >= 2:
-                    raise self.error(f"persona {persona!r} has more than two takes (one per tool)", index)
-                card = cards[takes]
-                takes += 1
-                index += 1
-                if low == NO_TAKE:
-                    continue
-                match = SCORE_RE.match(self.text_at(index - 1))
-                assert match is not None  # _is_take matched it
-                score = int(match.group(1))
-                if score > 100:
-                    raise self.error(f"score {score}/100 is over 100", index - 1)
-                quote_lines: list[str] = []
-                while index < end and not self._starts_take_or_heading(index, end, takes):
-                    quote_lines.append(self.text_at(index))
-                    index += 1
-                if not quote_lines:
-                    raise self.error(f"{persona}'s score has no quote after it", index - 1)
-                card.reviews.append(
-                    Review(
-                        persona=persona,
-                        score=score,
-                        verdict=match.group(2).lower() if match.group(2) else None,
-                        quote=_unquote("\n\n".join(quote_lines)),
-                    )
+        elif label == "category":
+            if card.category is None:
+                card.category = _value(value)
+            elif _value(value) is None or tool_key(value) != tool_key(card.category):
+                raise self.error(
+                    f"Decision table says tool {card.side}'s category is {value!r}, "
+                    f"its card says {card.category!r}",
+                    index,
                 )
+        # Other rows are kept out of the model: the page may grow new rows.
+
+    # --- the reviewer scorecard ----------------------------------------------------------
+
+    def _scorecard(self, section: _Section, cards: list[_Card]) -> None:
+        first = self.tokens[section.start] if section.start < section.end else None
+        rich_start = first is not None and first.kind is Kind.TEXT and not opens_quote(first.text)
+        if rich_start or any(self.tokens[i].kind is Kind.SCORE for i in range(section.start, section.end)):
+            self._rich(section, cards)
+        else:
+            self._compact(section, cards)
+
+    def _rich(self, section: _Section, cards: list[_Card]) -> None:
+        index = section.start
+        seen: dict[str, int] = {}
+        while index < section.end:
+            token = self.tokens[index]
+            if (
+                token.kind is not Kind.TEXT
+                or self.kind(index + 1) not in TAKE_KINDS
+                or len(token.text) > MAX_PERSONA
+            ):
+                raise self.error(
+                    "expected a reviewer's name followed by a score like '80/100 · ship' or "
+                    f"'No panel take', got {token.text!r}",
+                    index,
+                )
+            persona = token.text
+            if tool_key(persona) in seen:
+                raise self.error(
+                    f"reviewer {persona!r} again (first at line {seen[tool_key(persona)]})", index
+                )
+            seen[tool_key(persona)] = token.number
+            index += 1
+            for card in cards:
+                if index >= section.end or self.tokens[index].kind not in TAKE_KINDS:
+                    raise self.error(
+                        f"{persona}: expected a take on tool {card.side} here (a score like '80/100 · ship' "
+                        "or 'No panel take'): every reviewer has one per tool",
+                        index,
+                    )
+                index = self._rich_take(section, card, persona, index)
+
+    def _rich_take(self, section: _Section, card: _Card, persona: str, index: int) -> int:
+        token = self.tokens[index]
+        if token.kind is Kind.NO_TAKE:
+            card.abstentions.append(Abstention(persona=persona))
+            return index + 1
+        score, verdict = token.score
+        if score > 100:
+            raise self.error(f"score {score}/100 is over 100", index)
+        index += 1
+        if verdict is None and self.kind(index) is Kind.VERDICT and index < section.end:
+            verdict = self.tokens[index].low
+            index += 1
+        quote, index = self._rich_quote(section, card, persona, index)
+        card.reviews.append(Review(persona=persona, score=score, verdict=_verdict(verdict), quote=quote))
+        card.review_lines.append(token.number)
+        return index
+
+    def _rich_quote(self, section: _Section, card: _Card, persona: str, start: int) -> tuple[str, int]:
+        """The quote after a score: a quotation, or paragraphs up to the next take or reviewer."""
+        if start >= section.end or self.tokens[start].kind is not Kind.TEXT:
+            raise self.error(
+                f"{persona}'s score on tool {card.side} has no quote after it: expected it here", start
+            )
+        scan = self._quote(start, section.end, prose_ok=True) if opens_quote(self.text(start)) else None
+        if scan is not None:
+            quote, index = scan.text, scan.end + 1
+            if scan.rest:
+                self._attribution(scan.rest, persona, scan.end)
+        else:
+            index = start
+            parts: list[str] = []
+            while index < section.end and self.tokens[index].kind is Kind.TEXT:
+                if self.kind(index + 1) in TAKE_KINDS:
+                    if card.position == 0 and _looks_like_persona(self.text(index)):
+                        raise self.error(
+                            f"{self.text(index)!r} reads like the next reviewer's name, but {persona} has no "
+                            "take on tool B yet: expected a score or 'No panel take' before it",
+                            index,
+                        )
+                    if card.position == 1:
+                        break
+                if parts and looks_like_label(self.text(index)):
+                    # A quote's later paragraphs are prose; a short label here is stray text.
+                    raise self.error(
+                        f"unexpected {self.text(index)!r} after {persona}'s quote on tool {card.side}: "
+                        "expected a paragraph of the quote, the next take or the next reviewer",
+                        index,
+                    )
+                parts.append(self.text(index))
+                index += 1
+            quote = "\n\n".join(parts)
+            if not balanced(quote):
+                raise self.error(
+                    f"{persona}'s quote on tool {card.side} has unbalanced quotation marks", start
+                )
+        if index < section.end and self.tokens[index].kind is Kind.ATTRIBUTION:
+            self._attribution(self.text(index), persona, index)
+            index += 1
+        if not quote:
+            raise self.error(f"{persona}'s quote on tool {card.side} is empty", start)
+        return quote, index
+
+    @overload
+    def _quote(self, start: int, stop: int) -> QuoteScan: ...
+    @overload
+    def _quote(self, start: int, stop: int, *, prose_ok: bool) -> QuoteScan | None: ...
+
+    def _quote(self, start: int, stop: int, *, prose_ok: bool = False) -> QuoteScan | None:
+        """The quotation opening at ``start``; with ``prose_ok``, None when the line goes on
+        after its closing mark (a paragraph that starts with a quotation)."""
+        try:
+            scan = scan_quote(self.tokens, start, stop)
+        except QuoteNotClosed as exc:
+            raise self.error(exc.reason, start) from None
+        if prose_ok and scan.rest and ATTRIBUTION_RE.match(scan.rest) is None and scan.end == start:
+            return None
+        if scan.rest and ATTRIBUTION_RE.match(scan.rest) is None:
+            raise self.error(f"unexpected text after the closing quotation mark: {scan.rest!r}", scan.end)
+        if not balanced(scan.text):
+            raise self.error("unbalanced quotation marks inside this quote", start)
+        return scan
+
+    def _attribution(self, text: str, persona: str | None, index: int) -> str:
+        match = ATTRIBUTION_RE.match(text)
+        assert match is not None
+        name = match.group(1).strip()
+        if persona is not None and tool_key(name) != tool_key(persona):
+            raise self.error(f"quote attributed to {name!r} under reviewer {persona!r}", index)
+        return name
+
+    def _compact(self, section: _Section, cards: list[_Card]) -> None:
+        """Quotes alternate tool A, tool B; ``No panel take`` holds the place of a missing one."""
+        slots: list[tuple[int, Review | None, str | None]] = []  # (line, review, persona)
+        index = section.start
+        while index < section.end:
+            token = self.tokens[index]
+            if token.kind is Kind.NO_TAKE:
+                slots.append((token.number, None, None))
+                index += 1
                 continue
-            if index + 1 < end and _is_take(self.low(index + 1)) and (persona is None or takes != 1):
-                if persona is not None and takes == 0:
-                    raise self.error(f"persona {persona!r} has no take", persona_index)
-                persona, persona_index, takes = self.text_at(index), index, 0
-            # Anything else (a sub-heading, stray chrome) carries no review.
-            index += 1
-        if persona is not None and takes == 0:
-            raise self.error(f"persona {persona!r} has no take", persona_index)
+            if not opens_quote(token.text):
+                raise self.error(
+                    f"expected a reviewer's quote in quotation marks or 'No panel take', got {token.text!r}",
+                    index,
+                )
+            scan = self._quote(index, section.end)
+            persona = self._attribution(scan.rest, None, scan.end) if scan.rest else None
+            index = scan.end + 1
+            if index < section.end and self.tokens[index].kind is Kind.ATTRIBUTION:
+                persona = self._attribution(self.text(index), persona, index)
+                index += 1
+            if not scan.text:
+                raise self.error("empty quote", index - 1)
+            slots.append((token.number, Review(persona=persona, quote=scan.text), persona))
+        if len(slots) % 2:
+            raise self.error_at_line(
+                f"{len(slots)} takes in the scorecard: an odd number cannot alternate tool A, tool B "
+                "(a reviewer who skipped a tool needs 'No panel take' in its place)",
+                slots[-1][0],
+            )
+        for pair in range(0, len(slots), 2):
+            persona_a, persona_b = slots[pair][2], slots[pair + 1][2]
+            if persona_a and persona_b and tool_key(persona_a) != tool_key(persona_b):
+                raise self.error_at_line(
+                    f"take on tool B attributed to {persona_b!r}, expected {persona_a!r}'s second take",
+                    slots[pair + 1][0],
+                )
+            for card, (line, review, _) in zip(cards, slots[pair : pair + 2], strict=True):
+                if review is None:
+                    card.abstentions.append(Abstention(persona=persona_a or persona_b))
+                else:
+                    card.reviews.append(review.model_copy(update={"persona": persona_a or persona_b}))
+                    card.review_lines.append(line)
 
-    def _starts_take_or_heading(self, index: int, end: int, takes: int) -> bool:
-        if _is_take(self.low(index)):
-            return True
-        # Once a persona has its two takes, a line followed by a take is the next heading.
-        return takes >= 2 and index + 1 < end and _is_take(self.low(index + 1))
+    # --- cross-checks ---------------------------------------------------------------------
 
-    def _compact_scorecard(self, start: int, end: int, cards: list[_Card]) -> None:
-        quotes: list[str] = []
-        index = start
-        while index < end:
-            text = self.text_at(index)
-            if text[0] in OPEN_QUOTES:
-                parts = [text]
-                while not _closed(parts[-1]) and index + 1 < end:
-                    index += 1
-                    parts.append(self.text_at(index))
-                quotes.append(_unquote("\n\n".join(parts)))
-            index += 1
-        for position, quote in enumerate(quotes):
-            if quote:
-                cards[position % 2].reviews.append(Review(quote=quote))
+    def _check(self, cards: list[_Card]) -> None:
+        labels = SECTION_WORDS | {tool_key(c.category) for c in cards if c.category}
+        if tool_key(cards[0].name) == tool_key(cards[1].name):
+            raise self.error_at_line(f"both tools are named {cards[1].name!r}", cards[1].name_line)
+        for card in cards:
+            if tool_key(card.name) in labels:
+                raise self.error_at_line(
+                    f"tool {card.side} is named {card.name!r}, a category or section label: "
+                    "expected the tool's name on this line",
+                    card.name_line,
+                )
+            self._check_votes(card)
+
+    def _check_votes(self, card: _Card) -> None:
+        verdicts = [r.verdict for r in card.reviews]
+        counted: tuple[int, int] | None = None
+        if all(verdicts):
+            counted = (verdicts.count("ship"), verdicts.count("skip"))
+        if card.panel_ship is not None and card.panel_skip is not None:
+            said = (card.panel_ship, card.panel_skip)
+            if counted is not None and card.reviews and counted != said:
+                raise self.error_at_line(
+                    f"tool {card.side}: the Decision table says {said[0]} ship / {said[1]} skip, "
+                    f"the scorecard has {counted[0]} ship / {counted[1]} skip",
+                    card.votes_line,
+                )
+            if counted is None and card.reviews and len(card.reviews) != sum(said):
+                raise self.error_at_line(
+                    f"tool {card.side}: the Decision table counts {sum(said)} takes, "
+                    f"the scorecard has {len(card.reviews)}",
+                    card.votes_line,
+                )
+            counted = said
+        total = counted[0] + counted[1] if counted is not None else 0
+        if counted is not None and total and card.ship_pct is not None:
+            share = 100 * counted[0] / total
+            if abs(share - card.ship_pct) >= 1:
+                raise self.error_at_line(
+                    f"tool {card.side}: ship {card.ship_pct}% but the panel voted "
+                    f"{counted[0]} ship / {counted[1]} skip ({share:.0f}%)",
+                    card.pct_line,
+                )
+        if card.label_verdict and card.panel_verdict and card.label_verdict != card.panel_verdict:
+            raise self.error_at_line(
+                f"tool {card.side}'s card says {card.label_verdict!r}, "
+                f"the Decision table says {card.panel_verdict!r}",
+                card.label_line,
+            )
 
     # --- the model ---------------------------------------------------------------------
 
     def _build(self, title: str, cards: list[_Card]) -> Comparison:
         tools = []
         for card in cards:
-            verdict = card.panel_verdict or card.label_verdict
             try:
                 tools.append(
                     ToolEntry(
@@ -425,15 +698,16 @@ class _PageParser:
                         pricing_detail=card.extra.get("pricing_detail"),
                         description=card.description,
                         best_for=card.extra.get("best_for"),
-                        panel_verdict=verdict,
+                        panel_verdict=_verdict(card.panel_verdict or card.label_verdict),
                         panel_ship=card.panel_ship,
                         panel_skip=card.panel_skip,
                         reviews=card.reviews,
+                        abstentions=card.abstentions,
                     )
                 )
             except ValidationError as exc:
-                raise SourceError(
-                    f"tool {card.name!r}: {_first_problem(exc)}", source=self.source, line=card.name_line
+                raise self.error_at_line(
+                    f"tool {card.name!r}: {_first_problem(exc)}", card.name_line
                 ) from None
         categories = [card.category for card in cards if card.category]
         if not categories:
@@ -445,58 +719,22 @@ class _PageParser:
         try:
             return Comparison(title=title, category=category, tools=tools)
         except ValidationError as exc:
-            raise SourceError(_first_problem(exc), source=self.source, line=self.lines[0].number) from None
+            raise self.error(_first_problem(exc), 0) from None
 
 
 # --- small pure helpers ------------------------------------------------------------------
 
 
-_MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)(?:\s+#+)?\s*$")
-_MD_QUOTE_OR_BULLET = re.compile(r"^\s{0,3}(?:>\s?|[-*+]\s+)(?=\S)")
-_MD_EMPHASIS = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
-_MD_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
-
-
-def _markdown_cells(line: str) -> list[str]:
-    """A page saved as Markdown reads like the plain text: headings, emphasis, quote and
-    list markers are dropped, and a table row ``| label | A | B |`` becomes one line per
-    cell (the Decision table's label / tool A / tool B lines)."""
-    stripped = line.strip()
-    if _MD_TABLE_RULE.match(stripped) and "-" in stripped:
-        return []
-    if stripped.startswith("|") and stripped.endswith("|") and len(stripped) > 1:
-        return [_markdown_inline(cell) for cell in stripped[1:-1].split("|")]
-    heading = _MD_HEADING.match(line)
-    line = heading.group(1) if heading else _MD_QUOTE_OR_BULLET.sub("", line, count=1)
-    return [_markdown_inline(line)]
-
-
-def _markdown_inline(text: str) -> str:
-    return _MD_EMPHASIS.sub(r"\2", text)
-
-
-def _clean(line: str) -> str:
-    # Non-breaking and zero-width spaces are page layout, not content.
-    line = line.replace("\u00a0", " ").replace("\u200b", "").replace("\ufeff", "")
-    return " ".join(line.split())
-
-
 def _value(text: str) -> str | None:
-    return None if text.casefold() in EMPTY_VALUES else text
+    return None if not text or is_empty(text) else text
 
 
-def _is_take(low: str) -> bool:
-    return low == NO_TAKE or SCORE_RE.match(low) is not None
-
-
-def _looks_like_label(text: str) -> bool:
-    """A heading or category: short, not a sentence, not a quote."""
-    return (
-        len(text) <= MAX_SHORT
-        and text[-1] not in '.!?:;”"'
-        and text[0] not in OPEN_QUOTES
-        and not _is_take(text.casefold())
-    )
+def _verdict(text: str | None) -> Verdict | None:
+    if text == "ship":
+        return "ship"
+    if text == "skip":
+        return "skip"
+    return None
 
 
 def _is_initial(text: str, name: str) -> bool:
@@ -504,25 +742,21 @@ def _is_initial(text: str, name: str) -> bool:
     return INITIAL_RE.match(text) is not None and text[0] == name[:1].upper()
 
 
-def _closed(text: str) -> bool:
-    return len(text) >= 2 and text[-1] in CLOSE_QUOTES
+def _looks_like_persona(text: str) -> bool:
+    """A reviewer's name: a few words, no sentence punctuation."""
+    return looks_like_label(text) and len(text) <= MAX_PERSONA and len(text.split()) <= 4
 
 
-def _unquote(text: str) -> str:
-    text = text.strip()
-    if text and text[0] in OPEN_QUOTES:
-        text = text[1:]
-    if text and text[-1] in CLOSE_QUOTES:
-        text = text[:-1]
-    return text.strip()
+def _starts_with_name(key: str, name: str) -> bool:
+    """``axolotl v0 16`` starts with the short name ``axolotl`` (whole words only)."""
+    return bool(name) and (key == name or key.startswith(name + " "))
 
 
 def _title_names(title: str) -> set[str]:
     """Every tool name the "X vs Y" title could mean (a name may itself contain "vs")."""
     names: set[str] = set()
     for match in VS_RE.finditer(title):
-        left, right = title[: match.start()], title[match.end() :]
-        for name in (left, right):
+        for name in (title[: match.start()], title[match.end() :]):
             key = tool_key(name)
             if key:
                 names.add(key)

@@ -26,10 +26,10 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Scope
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-import newsletter
 from newsletter.config import Settings, get_settings
 from newsletter.db import open_database
 from newsletter.errors import AuthError, NewsletterError
+from newsletter.resources import WEB_TEMPLATES, package_version
 from newsletter.web.jsonguard import JsonDepthMiddleware
 from newsletter.web.security import (
     RateLimiter,
@@ -40,7 +40,6 @@ from newsletter.web.security import (
 
 log = logging.getLogger(__name__)
 
-WEB_TEMPLATES = Path(newsletter.__file__).resolve().parent.parent / "templates" / "web"
 PITCH = "Get the next comparison in your inbox"
 LOGIN_ATTEMPTS = (10, 300)  # per IP: 10 tries in 5 minutes
 
@@ -182,7 +181,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title=settings.newsletter_name,
         summary="Subscribe, confirm, unsubscribe, archive and admin of the newsletter",
-        version=newsletter.__dict__.get("__version__", "0.1.0"),
+        version=package_version(),
         docs_url=None,  # the Swagger/ReDoc pages load scripts from a CDN: no external assets
         redoc_url=None,
         openapi_url="/openapi.json",

@@ -50,6 +50,8 @@ def wire_address(email: str) -> str:
 class Recipient:
     email: str
     subscriber_id: int | None = None
+    # the display name of the To header (the subscriber's name), or None for the bare address
+    name: str | None = None
     # placeholder text -> value, applied to subject, html and text
     substitutions: Mapping[str, str] = field(default_factory=dict)
     # per-recipient headers, e.g. List-Unsubscribe / List-Unsubscribe-Post

@@ -99,7 +99,7 @@ class SendGridMessenger:
         append = personalizations.append
         for recipient in recipients:
             item: dict[str, Any] = {
-                "to": [{"email": wire_address(recipient.email)}],
+                "to": [_to(recipient)],
                 "custom_args": {"issue_id": issue_id, "subscriber_id": str(recipient.subscriber_id or "")},
             }
             headers = recipient.headers
@@ -221,3 +221,11 @@ def _rate_limit_wait(headers: Any, fallback: float) -> float:
     if reset is None:
         return fallback
     return max(0.0, min(MAX_WAIT, reset - time.time())) + random.uniform(0, 0.1)
+
+
+def _to(recipient: Recipient) -> dict[str, str]:
+    """SendGrid's ``to`` entry: the address in ASCII, and the subscriber's name when known."""
+    entry = {"email": wire_address(recipient.email)}
+    if recipient.name:
+        entry["name"] = recipient.name
+    return entry
