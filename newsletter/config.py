@@ -7,6 +7,7 @@ documented in README.md (``tests/test_config.py`` checks it). Secrets are
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import secrets
 import zoneinfo
@@ -82,12 +83,26 @@ class Settings(BaseSettings):
     subscribe_rate_window: int = Field(default=60, ge=1)
     max_body_bytes: int = Field(default=16 * 1024, ge=1024)
     webhook_max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_json_depth: int = Field(default=32, ge=2, le=1000)
+    # Addresses (or networks) of reverse proxies whose X-Forwarded-For is believed. Empty:
+    # nobody's, so a client cannot pick the IP its rate limit is counted on.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    @field_validator("sources", mode="before")
+    @field_validator("sources", "trusted_proxies", mode="before")
     @classmethod
     def _split_sources(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_addresses(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network (e.g. 10.0.0.0/8)") from None
         return value
 
     @field_validator("base_url", "sendgrid_api_url", "site_url")

@@ -26,6 +26,7 @@ from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.errors import IssueError, NotFoundError
 from newsletter.models import Comparison
+from newsletter.notes import NOTE_LIMIT, note_html, note_text
 from newsletter.render import EMAIL_BUDGET_BYTES, FittedIssue, render_within_budget
 from newsletter.selection import (
     DRAFT,
@@ -53,6 +54,52 @@ from newsletter.verdicts import IssueContent, build_content, summarise_issue
 log = logging.getLogger(__name__)
 
 
+class IssueFrozenError(IssueError):
+    """The issue started sending: nothing about it can change any more."""
+
+    http_status = 409
+
+
+class IssueFieldError(IssueError):
+    """An edit the issue cannot take; ``field`` names what to fix."""
+
+    http_status = 422
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+SUBJECT_EDIT_LIMIT = 200
+PREHEADER_EDIT_LIMIT = 300
+
+
+@dataclass(frozen=True)
+class Edits:
+    """The editor's words for a draft; None keeps the computed subject/preheader, no note."""
+
+    subject: str | None = None
+    preheader: str | None = None
+    note: str | None = None
+
+    @classmethod
+    def of(cls, row: IssueRow | None) -> Edits:
+        if row is None:
+            return cls()
+        return cls(row.custom_subject, row.custom_preheader, row.note)
+
+    def apply(self, content: IssueContent) -> IssueContent:
+        return content.model_copy(
+            update={
+                "subject": self.subject or content.subject,
+                "preheader": self.preheader or content.preheader,
+                "note_html": note_html(self.note),
+                "note_text": note_text(self.note),
+            }
+        )
+
+
 @dataclass(frozen=True)
 class BuildResult:
     """What ``build_issue`` did. ``issue_id`` is None when there was nothing to build."""
@@ -78,6 +125,9 @@ class IssueInfo:
     send_started_at: datetime | None
     sent_at: datetime | None
     comparison_slugs: list[str] = field(default_factory=list)
+    note: str | None = None
+    custom_subject: str | None = None
+    custom_preheader: str | None = None
 
     @property
     def frozen(self) -> bool:
@@ -104,13 +154,14 @@ def build_issue(settings: Settings, engine: Engine, *, date: datetime | Day | No
                 select(IssueRow).where(IssueRow.status == DRAFT).order_by(IssueRow.built_at.desc())
             ).first()
             issue_id = _choose_id(session, week_id(when), draft)
+            carried = Edits.of(draft)  # the editor's words follow the draft to its new id
             if draft is not None and draft.id != issue_id:
                 if _has_deliveries(session, draft.id):
                     issue_id = draft.id  # a test send referenced it: keep its id
                 else:
                     stale_dir = archive.issue_dir(settings, draft.id)
                     _delete_draft(session, draft.id)
-            result = _write(settings, session, issue_id, when, rows)
+            result = _write(settings, session, issue_id, when, rows, carried)
     except IntegrityError as exc:
         raise IssueError(f"another build of this issue ran at the same time; try again ({exc.orig})") from exc
     if stale_dir is not None and stale_dir.is_dir():
@@ -160,18 +211,23 @@ def _delete_draft(session: Session, issue_id: str) -> None:
 
 
 def issue_content(
-    settings: Settings, issue_id: str, when: datetime, rows: list[ComparisonRow]
+    settings: Settings,
+    issue_id: str,
+    when: datetime,
+    rows: list[ComparisonRow],
+    edits: Edits | None = None,
 ) -> IssueContent:
     summaries = summarise_issue(
         [(Comparison.model_validate(row.data), comparison_url(settings, row)) for row in rows]
     )
-    return build_content(
+    content = build_content(
         issue_id=issue_id,
         issue_date=when,
         newsletter_name=settings.newsletter_name,
         archive_url=f"{settings.base_url}/issues/{issue_id}",
         summaries=summaries,
     )
+    return (edits or Edits()).apply(content)
 
 
 def _issue_data(
@@ -212,13 +268,19 @@ def _issue_data(
 
 
 def _write(
-    settings: Settings, session: Session, issue_id: str, when: datetime, rows: list[ComparisonRow]
+    settings: Settings,
+    session: Session,
+    issue_id: str,
+    when: datetime,
+    rows: list[ComparisonRow],
+    carried: Edits | None = None,
 ) -> BuildResult:
-    fitted = render_within_budget(settings, issue_content(settings, issue_id, when, rows))
+    existing = session.get(IssueRow, issue_id)
+    edits = Edits.of(existing) if existing is not None else (carried or Edits())
+    fitted = render_within_budget(settings, issue_content(settings, issue_id, when, rows, edits))
     content, rendered = fitted.content, fitted.rendered
     data = _issue_data(issue_id, when, fitted, rows)
 
-    existing = session.get(IssueRow, issue_id)
     created = existing is None
     if existing is None:
         session.add(
@@ -229,6 +291,9 @@ def _write(
                 status=DRAFT,
                 issue_date=when,
                 built_at=utcnow(),
+                custom_subject=edits.subject,
+                custom_preheader=edits.preheader,
+                note=edits.note,
             )
         )
     else:
@@ -286,6 +351,72 @@ def _write(
     )
 
 
+# --- edit ---------------------------------------------------------------------------------------
+
+
+def _one_line(name: str, value: str, limit: int) -> str | None:
+    text = value.strip()
+    if any(ord(char) < 32 or ord(char) == 127 for char in text):
+        raise IssueFieldError(name, "must be one line without control characters")
+    if len(text) > limit:
+        raise IssueFieldError(name, f"is {len(text)} characters long; at most {limit}")
+    return text or None
+
+
+def check_edits(
+    current: Edits, *, subject: str | None, preheader: str | None, note: str | None
+) -> Edits:
+    """The draft's edits after this change. None leaves a field as it is; "" goes back to the
+    computed subject/preheader, or removes the note. IssueFieldError names a bad field."""
+    new = current
+    if subject is not None:
+        new = Edits(_one_line("subject", subject, SUBJECT_EDIT_LIMIT), new.preheader, new.note)
+    if preheader is not None:
+        new = Edits(new.subject, _one_line("preheader", preheader, PREHEADER_EDIT_LIMIT), new.note)
+    if note is not None:
+        if len(note) > NOTE_LIMIT:
+            raise IssueFieldError("note", f"is {len(note)} characters long; at most {NOTE_LIMIT}")
+        if "\x00" in note:
+            raise IssueFieldError("note", "contains a NUL character")
+        new = Edits(new.subject, new.preheader, note.strip() or None)
+    return new
+
+
+def edit_issue(
+    settings: Settings,
+    engine: Engine,
+    issue_id: str,
+    *,
+    subject: str | None = None,
+    preheader: str | None = None,
+    note: str | None = None,
+) -> IssueInfo:
+    """Change a draft's subject, preheader or editor's note and re-render it.
+
+    IssueFrozenError (409) once sending started; IssueFieldError (422) for a bad value.
+    """
+    info = get_issue(engine, issue_id)
+    if info.frozen:
+        raise IssueFrozenError(f"issue {issue_id} is {info.status}: it can no longer be edited")
+    edits = check_edits(
+        Edits(info.custom_subject, info.custom_preheader, info.note),
+        subject=subject,
+        preheader=preheader,
+        note=note,
+    )
+    with session_scope(engine) as session:
+        changed = session.execute(
+            update(IssueRow)
+            .where(IssueRow.id == issue_id, IssueRow.status == DRAFT)
+            .values(custom_subject=edits.subject, custom_preheader=edits.preheader, note=edits.note)
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+    if not changed:
+        raise IssueFrozenError(f"issue {issue_id} started sending: it can no longer be edited")
+    rebuild_issue(settings, engine, issue_id)
+    return get_issue(engine, issue_id)
+
+
 # --- read -------------------------------------------------------------------------------------
 
 
@@ -308,6 +439,9 @@ def _info(session: Session, row: IssueRow) -> IssueInfo:
         send_started_at=row.send_started_at,
         sent_at=row.sent_at,
         comparison_slugs=slugs,
+        note=row.note,
+        custom_subject=row.custom_subject,
+        custom_preheader=row.custom_preheader,
     )
 
 

@@ -46,6 +46,7 @@ from sqlalchemy.exc import IntegrityError
 from newsletter.config import Settings
 from newsletter.db import is_postgres, session_scope
 from newsletter.errors import NewsletterError
+from newsletter.schedule import schedule_state
 from newsletter.tables import ScheduleSlotRow, utcnow
 
 if TYPE_CHECKING:
@@ -53,7 +54,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FINAL_OUTCOMES = frozenset({"sent", "nothing_new"})
+# paused / skipped: the editor's (newsletter/schedule.py); such a slot never sends.
+FINAL_OUTCOMES = frozenset({"sent", "nothing_new", "paused", "skipped"})
 JOB_ID = "weekly-issue"
 
 
@@ -65,7 +67,7 @@ class Slot:
 
 @dataclass(frozen=True)
 class TickResult:
-    # sent | nothing_new | taken | done | missed | error | stopped | incomplete
+    # sent | nothing_new | taken | done | missed | error | stopped | incomplete | paused | skipped
     outcome: str
     message: str
     slot: Slot | None = None
@@ -98,6 +100,12 @@ def next_run_times(settings: Settings, *, after: datetime | None = None, count: 
     return times
 
 
+def slot_key(settings: Settings, fire: datetime) -> str:
+    """A slot's name: its fire time in TIMEZONE, e.g. "2026-11-23T09:00 Europe/Berlin"."""
+    local = fire.astimezone(ZoneInfo(settings.timezone))
+    return f"{local:%Y-%m-%dT%H:%M} {settings.timezone}"
+
+
 def current_slot(settings: Settings, now: datetime) -> Slot | None:
     """The latest scheduled fire time at or before ``now``: the slot ``now`` belongs to."""
     trigger = make_trigger(settings)
@@ -115,7 +123,7 @@ def current_slot(settings: Settings, now: datetime) -> Slot | None:
             fire = trigger.get_next_fire_time(fire, fire + timedelta(microseconds=1))
             steps += 1
         if last is not None:
-            return Slot(key=f"{last:%Y-%m-%dT%H:%M} {settings.timezone}", fire_time=last)
+            return Slot(key=slot_key(settings, last), fire_time=last)
         if window >= year:
             return None
         window = min(window * 2, year)
@@ -197,6 +205,10 @@ def run_tick(
             return TickResult(
                 "taken", f"slot {slot.key} is already taken: another instance is running the weekly job", slot
             )
+        state = schedule_state(engine)
+        if state.paused:
+            # Nothing goes out while paused, a cut-short send included: it resumes after `resume`.
+            return _record_paused(engine, slot, worker, state.reason)
         unfinished = unfinished_slots(engine)
         # A send that started and did not finish is resumed whatever the time: half the
         # list has the issue, the other half must get it too. Only a slot that never
@@ -219,6 +231,35 @@ def run_tick(
         earlier = "; ".join(item.message for item in resumed)
         result = dataclasses.replace(result, message=f"{earlier}\n{result.message}")
     return result
+
+
+def _record_paused(engine: Engine, slot: Slot, worker: str, reason: str | None) -> TickResult:
+    """Record the slot as paused (final: resuming later does not send this week's issue)."""
+    why = f" ({reason})" if reason else ""
+    try:
+        with session_scope(engine) as session:
+            session.add(
+                ScheduleSlotRow(
+                    key=slot.key,
+                    claimed_by=worker,
+                    claimed_at=utcnow(),
+                    finished_at=utcnow(),
+                    outcome="paused",
+                    detail=f"the schedule is paused{why}",
+                )
+            )
+    except IntegrityError:
+        with session_scope(engine) as session:
+            row = session.get(ScheduleSlotRow, slot.key)
+            if row is not None and row.outcome not in FINAL_OUTCOMES and row.issue_id is None:
+                row.outcome, row.finished_at = "paused", utcnow()
+                row.detail = f"the schedule is paused{why}"
+    log.info("weekly job: slot %s: the schedule is paused%s; nothing sent", slot.key, why)
+    return TickResult(
+        "paused",
+        f"slot {slot.key}: the schedule is paused{why}; nothing sent (`newsletter schedule resume`)",
+        slot,
+    )
 
 
 def _missed(settings: Settings, slot: Slot, late: timedelta, now: datetime) -> TickResult:
@@ -272,8 +313,12 @@ def _run_claimed_slot(
     progress: Callable[..., Any] | None,
 ) -> TickResult:
     row = _claim(engine, slot, worker)
+    if row.outcome == "skipped":
+        return TickResult("skipped", f"slot {slot.key} was skipped ({row.detail}); nothing sent", slot)
     if row.outcome in FINAL_OUTCOMES:
-        what = f"sent issue {row.issue_id}" if row.outcome == "sent" else "nothing new"
+        what = {"sent": f"sent issue {row.issue_id}", "paused": "paused: nothing sent"}.get(
+            row.outcome, "nothing new"
+        )
         return TickResult(
             "done",
             f"slot {slot.key} is already taken: {row.claimed_by} handled it ({what}); nothing to do",

@@ -62,7 +62,7 @@ from sqlalchemy.types import NullType
 from newsletter.config import Settings
 from newsletter.errors import NotFoundError, SubscriberError
 from newsletter.resources import MAIL_TEMPLATES
-from newsletter.tables import IssueRow, SubscriberRow, SuppressionRow, utcnow
+from newsletter.tables import DeliveryRow, IssueRow, SubscriberRow, SuppressionRow, utcnow
 from newsletter.tokens import (
     InvalidTokenError,
     make_confirm_token,
@@ -78,6 +78,7 @@ log = logging.getLogger(__name__)
 S = cast(Table, SubscriberRow.__table__)
 SUP = cast(Table, SuppressionRow.__table__)
 I = cast(Table, IssueRow.__table__)  # noqa: E741
+D = cast(Table, DeliveryRow.__table__)
 
 STATUSES = ("pending", "confirmed", "unsubscribed", "bounced", "complained")
 # A pending address asking again within this interval is not mailed again (no mail bombing).
@@ -336,6 +337,62 @@ def list_subscribers(
         query = query.limit(limit)
     with engine.connect() as conn:
         return [_subscriber(row) for row in conn.execute(query)]
+
+
+SEARCH_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class SubscriberPage:
+    subscribers: list[Subscriber]
+    next_cursor: int | None  # pass as ``after`` for the next page; None on the last one
+
+
+def search_subscribers(
+    engine: Engine,
+    *,
+    q: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+    after: int = 0,
+) -> SubscriberPage:
+    """Subscribers whose address or name contains ``q`` (any case), in id order, one keyset page
+    after the id ``after``: stable while rows are added, and as fast on page 1,000 as on page 1."""
+    if status is not None and status not in STATUSES:
+        raise SubscriberError(f"unknown status {status!r} (choose {', '.join(STATUSES)})")
+    limit = max(1, min(limit, SEARCH_LIMIT))
+    query = select(S).where(S.c.id > after).order_by(S.c.id).limit(limit + 1)
+    if status is not None:
+        query = query.where(S.c.status == status)
+    if q and q.strip():
+        text = q.strip().lower()
+        for char in ("\\", "%", "_"):  # LIKE's own characters match themselves
+            text = text.replace(char, "\\" + char)
+        pattern = f"%{text}%"
+        query = query.where(
+            func.lower(S.c.email).like(pattern, escape="\\")
+            | func.lower(S.c.name).like(pattern, escape="\\")
+        )
+    with engine.connect() as conn:
+        rows = [_subscriber(row) for row in conn.execute(query)]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return SubscriberPage(rows, rows[-1].id if more and rows else None)
+
+
+def delivery_history(engine: Engine, subscriber_id: int, limit: int = 100) -> list[dict[str, Any]]:
+    """What one subscriber was sent: issue, state, when; newest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(D.c.issue_id, D.c.state, D.c.updated_at, D.c.error)
+            .where(D.c.subscriber_id == subscriber_id)
+            .order_by(D.c.updated_at.desc())
+            .limit(limit)
+        ).all()
+    return [
+        {"issue_id": row.issue_id, "state": row.state, "at": _iso(row.updated_at), "error": row.error}
+        for row in rows
+    ]
 
 
 def count_by_status(engine: Engine) -> dict[str, int]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -121,6 +122,11 @@ class IssueRow(Base):
     built_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     send_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The editor's own words (NULL: the computed subject/preheader, no note). A rebuild of
+    # the draft keeps them; migration 0003.
+    custom_subject: Mapped[str | None] = mapped_column(String(300))
+    custom_preheader: Mapped[str | None] = mapped_column(String(500))
+    note: Mapped[str | None] = mapped_column(Text)  # Markdown source of the editor's note
 
 
 class IssueComparisonRow(Base):
@@ -251,7 +257,32 @@ class ScheduleSlotRow(Base):
     claimed_by: Mapped[str] = mapped_column(String(200))
     claimed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # running | sent | nothing_new | error
+    # running | sent | nothing_new | error | stopped | incomplete | paused | skipped
     outcome: Mapped[str] = mapped_column(String(20), default="running")
     issue_id: Mapped[str | None] = mapped_column(String(40))
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+class ScheduleStateRow(Base):
+    """The editor's switch over the weekly job (one row, key "weekly"): every instance reads it."""
+
+    __tablename__ = "schedule_state"
+
+    key: Mapped[str] = mapped_column(String(40), primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    changed_by: Mapped[str | None] = mapped_column(String(200))
+
+
+# --- admin sessions ------------------------------------------------------------------------
+
+
+class RevokedAdminSessionRow(Base):
+    """Admin cookies signed out of: a signed cookie stays valid until it expires, so logout
+    records its nonce here and authentication refuses it (on every instance)."""
+
+    __tablename__ = "revoked_admin_sessions"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

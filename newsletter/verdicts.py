@@ -244,6 +244,9 @@ class IssueContent(BaseModel):
     preheader: str
     archive_url: str
     comparisons: list[ComparisonSummary]
+    # The editor's note (notes.py): sanitised HTML and its text-part version; None: no note.
+    note_html: str | None = None
+    note_text: str | None = None
 
     @property
     def date_label(self) -> str:

@@ -129,6 +129,35 @@ def show(issue_id: str = typer.Argument(..., help="The issue id, e.g. 2026-W48."
         console.print(f"   {summary.url}")
 
 
+@app.command("edit")
+def edit(
+    issue_id: str = typer.Argument(..., help="The draft's id, e.g. 2026-W48."),
+    subject: str | None = typer.Option(None, "--subject", help='The subject ("" for the computed one).'),
+    preheader: str | None = typer.Option(None, "--preheader", help='The preheader ("": computed).'),
+    note_file: Path | None = typer.Option(
+        None, "--note-file", help="The editor's note, Markdown, UTF-8 (an empty file removes it)."
+    ),
+) -> None:
+    """Edit a draft's subject, preheader or editor's note; the draft is re-rendered."""
+    from newsletter.errors import IssueError
+    from newsletter.issues import edit_issue
+
+    note: str | None = None
+    if note_file is not None:
+        try:
+            note = note_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+            raise IssueError(f"cannot read the note file {note_file}: {reason}") from None
+    if subject is None and preheader is None and note is None:
+        raise IssueError("nothing to change: give --subject, --preheader or --note-file")
+    settings, engine = settings_and_engine()
+    info = edit_issue(settings, engine, issue_id, subject=subject, preheader=preheader, note=note)
+    typer.echo(f"edited draft {info.id}: {info.subject}")
+    typer.echo(f"preheader: {info.preheader}")
+    typer.echo("note: " + (f"{len(info.note)} characters" if info.note else "none"))
+
+
 def preview(
     issue_id: str | None = typer.Argument(None, help="Issue id; default: the latest built issue."),
     out: Path | None = typer.Option(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import getpass
 import logging
 import signal
 import threading
 from datetime import UTC, datetime
 from types import FrameType
+from typing import Any
 
 import typer
 import uvicorn
@@ -70,20 +72,25 @@ def tick(
 
 @schedule_app.command("show")
 def schedule_show(count: int = typer.Option(3, min=1, max=50, help="How many next runs.")) -> None:
-    """Print the next run times (local zone and UTC) and the last slots with their outcome."""
-    from newsletter.scheduler import next_run_times, recent_slots
+    """Print the next run times (local zone and UTC), whether it is paused, and the last slots."""
+    from newsletter.schedule import schedule_view
 
     settings, engine = settings_and_engine()
+    view = schedule_view(settings, engine, runs=count)
     console.print(
         f"schedule {settings.schedule} in {settings.timezone} "
         f"(grace {settings.misfire_grace_time}s, scheduler {settings.scheduler})"
     )
-    runs = Table("next run", "local", "UTC")
-    for index, fire in enumerate(next_run_times(settings, count=count), start=1):
-        runs.add_row(str(index), f"{fire:%a %Y-%m-%d %H:%M %Z}", f"{fire.astimezone(UTC):%Y-%m-%d %H:%M} UTC")
+    if view.paused:
+        why = f": {view.state.reason}" if view.state.reason else ""
+        since = f"{view.state.changed_at:%Y-%m-%d %H:%M} UTC" if view.state.changed_at else "now"
+        console.print(f"PAUSED since {since}{why} (`newsletter schedule resume`)")
+    runs = Table("next run", "local", "UTC", "")
+    for index, (local, utc) in enumerate(view.next_runs_text):
+        runs.add_row(str(index + 1), local, utc, "skipped" if view.run_is_skipped(index) else "")
     console.print(runs)
     slots = Table("slot", "outcome", "issue", "claimed by", "claimed at (UTC)", "detail")
-    for row in recent_slots(engine):
+    for row in view.slots:
         slots.add_row(
             row.key,
             row.outcome,
@@ -93,6 +100,47 @@ def schedule_show(count: int = typer.Option(3, min=1, max=50, help="How many nex
             (row.detail or "")[:80],
         )
     console.print(slots if slots.row_count else "no slot has run yet")
+
+
+def _who() -> str:
+    """Who changed the schedule, for `schedule show` (the OS user; some containers have none)."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+@schedule_app.command("pause")
+def schedule_pause(
+    reason: str | None = typer.Option(None, "--reason", help="Why (shown with the schedule)."),
+) -> None:
+    """Pause the weekly job on every instance: each slot is recorded as paused and sends nothing."""
+    from newsletter.schedule import pause
+
+    _settings, engine = settings_and_engine()
+    state = pause(engine, reason=reason, by=_who())
+    console.print("the schedule is paused" + (f": {state.reason}" if state.reason else ""))
+
+
+@schedule_app.command("resume")
+def schedule_resume() -> None:
+    """Resume the weekly job (and cancel a skip of a slot still to come)."""
+    from newsletter.schedule import resume, schedule_view
+
+    settings, engine = settings_and_engine()
+    resume(settings, engine, by=_who())
+    upcoming = schedule_view(settings, engine, runs=1).next_runs_text
+    console.print("the schedule is running" + (f"; next run {upcoming[0][0]}" if upcoming else ""))
+
+
+@schedule_app.command("skip")
+def schedule_skip() -> None:
+    """Skip the next slot: it is recorded as skipped and sends nothing; the one after runs."""
+    from newsletter.schedule import skip_next
+
+    settings, engine = settings_and_engine()
+    skipped = skip_next(settings, engine, by=_who())
+    console.print(f"skipped slot {skipped.key}")
 
 
 def serve(
@@ -124,7 +172,7 @@ def serve(
     else:
         console.print("scheduler off (NEWSLETTER_SCHEDULER=off)")
     server = _GracefulServer(
-        uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False), stop=stop
+        uvicorn_config(app, host=host, port=port), stop=stop
     )
     # uvicorn re-raises the signal it caught once it has shut down; with the default
     # SIGTERM handler that kills the process before the scheduler below is stopped.
@@ -139,6 +187,15 @@ def serve(
         if scheduler is not None:
             scheduler.shutdown(wait=True)
         console.print("stopped")
+
+
+def uvicorn_config(app: Any, *, host: str, port: int) -> uvicorn.Config:
+    """uvicorn with its proxy headers off: by default it believes X-Forwarded-For from
+    127.0.0.1, so anyone on the host could pick the IP the rate limits count. The app
+    believes only NEWSLETTER_TRUSTED_PROXIES (web/app.py)."""
+    return uvicorn.Config(
+        app, host=host, port=port, log_level="info", access_log=False, proxy_headers=False
+    )
 
 
 class _GracefulServer(uvicorn.Server):

@@ -24,11 +24,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Scope
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from newsletter.config import Settings, get_settings
 from newsletter.db import open_database
 from newsletter.errors import AuthError, NewsletterError
 from newsletter.resources import WEB_TEMPLATES, package_version
+from newsletter.web.jsonguard import JsonDepthMiddleware
 from newsletter.web.security import (
     RateLimiter,
     SecurityMiddleware,
@@ -69,7 +71,10 @@ def web(request: Request) -> Web:
 
 
 def wants_json(request: Request | Scope) -> bool:
-    headers = request.headers if isinstance(request, Request) else Request(request).headers
+    request = request if isinstance(request, Request) else Request(request)
+    if request.url.path.startswith("/api/"):
+        return True  # the admin API always answers JSON
+    headers = request.headers
     accept = headers.get("accept", "").lower()
     if "text/html" in accept:
         return False
@@ -105,9 +110,13 @@ def error_page(
     *,
     headers: dict[str, str] | None = None,
     title: str | None = None,
+    field: str | None = None,
 ) -> Response:
     if wants_json(request):
-        return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
+        body: dict[str, Any] = {"error": message, "status": status}
+        if field:
+            body["field"] = field
+        return JSONResponse(body, status_code=status, headers=headers)
     return page(
         request,
         "error.html",
@@ -156,8 +165,16 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "the request is not valid"
 
 
+def _validation_field(exc: RequestValidationError) -> str | None:
+    """The first invalid field's dotted name (``subject``, ``to.0``), for API clients."""
+    for error in exc.errors()[:1]:
+        where = [str(p) for p in error.get("loc", ()) if p not in ("body", "path", "query")]
+        return ".".join(where) or None
+    return None
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
-    from newsletter.web.routes import admin, archive, pages, subscriptions, webhooks
+    from newsletter.web.routes import admin, api, archive, pages, subscriptions, webhooks
 
     settings = settings or get_settings()
     engine = open_database(settings.database_url)
@@ -183,6 +200,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(archive.router)
     app.include_router(admin.router)
     app.include_router(webhooks.router)
+    app.include_router(api.router)
     app.mount("/static", StaticFiles(directory=str(WEB_TEMPLATES / "static")), name="static")
 
     @app.exception_handler(NewsletterError)
@@ -191,11 +209,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return login_page(request, message=str(exc))
         if exc.http_status >= 500:
             log.error("%s on %s: %s", type(exc).__name__, request.url.path, exc)
-        return error_page(request, exc.http_status, str(exc), headers=retry_after_headers(exc))
+        field = getattr(exc, "field", None)
+        return error_page(
+            request,
+            exc.http_status,
+            str(exc),
+            headers=retry_after_headers(exc),
+            field=field if isinstance(field, str) else None,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> Response:
-        return error_page(request, 422, _validation_message(exc))
+        return error_page(request, 422, _validation_message(exc), field=_validation_field(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -209,9 +234,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         request.scope.setdefault("app", app)
         return error_page(request, status, message)
 
+    # The CSV import streams its own (larger) body to a file; webhooks read and check theirs.
+    exempt = ("/webhooks/", api.IMPORT_PATH)
+    app.add_middleware(
+        JsonDepthMiddleware,
+        max_depth=settings.max_json_depth,
+        error_response=_last_resort,
+        exempt_prefixes=exempt,
+    )
     app.add_middleware(
         SecurityMiddleware,
         max_body_bytes=settings.max_body_bytes,
         error_response=_last_resort,
+        exempt_prefixes=exempt,
     )
+    if settings.trusted_proxies:
+        # Outermost: the rate limits below see the client the trusted proxy names. Only
+        # these addresses are believed (uvicorn itself is started with proxy headers off).
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))
     return app

@@ -23,14 +23,22 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
+from sqlalchemy import Engine, delete, insert, select
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from newsletter.config import Settings
 from newsletter.errors import AuthError, RateLimitedError, TokenError
-from newsletter.tokens import check_csrf_token, make_csrf_token, read_admin_session
+from newsletter.tables import RevokedAdminSessionRow, utcnow
+from newsletter.tokens import (
+    ADMIN_SESSION_MAX_AGE,
+    check_csrf_token,
+    make_csrf_token,
+    read_admin_session,
+)
 
 log = logging.getLogger(__name__)
 
@@ -239,8 +247,32 @@ def token_matches(settings: Settings, candidate: str) -> bool:
     return hmac.compare_digest(candidate.encode(), admin_token(settings).encode())
 
 
-def authenticate_admin(request: Request, settings: Settings) -> AdminAuth:
-    """AuthError (401) unless the request carries the admin token or a valid session cookie."""
+def revoke_session(engine: Engine, nonce: str) -> None:
+    """Sign a session out for good: its cookie is refused from now on, on every instance."""
+    with engine.begin() as conn:
+        known = conn.execute(
+            select(RevokedAdminSessionRow.nonce).where(RevokedAdminSessionRow.nonce == nonce)
+        ).first()
+        if known is None:
+            conn.execute(insert(RevokedAdminSessionRow).values(nonce=nonce, revoked_at=utcnow()))
+        # Cookies expire after ADMIN_SESSION_MAX_AGE: older revocations guard nothing.
+        horizon = utcnow() - timedelta(seconds=ADMIN_SESSION_MAX_AGE + 3600)
+        conn.execute(delete(RevokedAdminSessionRow).where(RevokedAdminSessionRow.revoked_at < horizon))
+
+
+def session_revoked(engine: Engine, nonce: str) -> bool:
+    with engine.connect() as conn:
+        return (
+            conn.execute(
+                select(RevokedAdminSessionRow.nonce).where(RevokedAdminSessionRow.nonce == nonce)
+            ).first()
+            is not None
+        )
+
+
+def authenticate_admin(request: Request, settings: Settings, engine: Engine | None = None) -> AdminAuth:
+    """AuthError (401) unless the request carries the admin token or a valid session cookie
+    (one not signed out of, when ``engine`` is given)."""
     bearer = _bearer(request)
     if bearer is not None:
         if token_matches(settings, bearer):
@@ -249,9 +281,12 @@ def authenticate_admin(request: Request, settings: Settings) -> AdminAuth:
     cookie = request.cookies.get(ADMIN_COOKIE)
     if cookie:
         try:
-            return AdminAuth(nonce=read_admin_session(settings, cookie, admin_token(settings)), bearer=False)
+            nonce = read_admin_session(settings, cookie, admin_token(settings))
         except TokenError as exc:
             raise AuthError(f"{exc}; please sign in again") from None
+        if engine is not None and session_revoked(engine, nonce):
+            raise AuthError("you signed out of this session; please sign in again")
+        return AdminAuth(nonce=nonce, bearer=False)
     raise AuthError("sign in with the admin token")
 
 

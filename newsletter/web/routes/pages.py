@@ -6,13 +6,16 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi import Path as PathParam
+from pydantic import ValidationError
 from sqlalchemy import Engine, select, text
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from newsletter.errors import NotFoundError
-from newsletter.tables import ComparisonRow
+from newsletter.models import Comparison
+from newsletter.tables import ComparisonRow, IssueComparisonRow, IssueRow
+from newsletter.verdicts import summarise
 from newsletter.web.app import page, wants_json, web
 from newsletter.web.routes.archive import list_issue_summaries
 
@@ -40,7 +43,16 @@ def _comparison(engine: Engine, slug: str) -> dict[str, Any] | None:
     data["slug"] = row.slug
     data.setdefault("url", row.url)
     data["tools"] = [_tool(tool) for tool in data.get("tools") or [] if isinstance(tool, dict)]
+    data["verdict"] = _verdict(row)
     return data
+
+
+def _verdict(row: Any) -> str | None:
+    """The same verdict line the email gives (verdicts.summarise), or None if the data cannot say."""
+    try:
+        return summarise(Comparison.model_validate(row.data), url=row.url or "").verdict
+    except (ValidationError, ValueError):
+        return None
 
 
 TOOL_KEYS = ("name", "tagline", "ship_pct", "panel_ship", "panel_skip", "pricing", "description")
@@ -67,7 +79,21 @@ async def comparison_page(
         raise NotFoundError(f"no comparison {slug!r}")
     if wants_json(request):
         return JSONResponse({k: v for k, v in data.items() if k != "published_at"})
-    return page(request, "comparison.html", {"c": data})
+    issues = await run_in_threadpool(_issues_with, w.engine, slug)
+    return page(request, "comparison.html", {"c": data, "issues": issues})
+
+
+def _issues_with(engine: Engine, slug: str) -> list[tuple[str, str]]:
+    """(id, subject) of the public issues that carried this comparison."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(IssueRow.id, IssueRow.subject)
+            .join(IssueComparisonRow, IssueComparisonRow.issue_id == IssueRow.id)
+            .join(ComparisonRow, ComparisonRow.id == IssueComparisonRow.comparison_id)
+            .where(ComparisonRow.slug == slug, IssueRow.status.in_(("sending", "sent")))
+            .order_by(IssueRow.issue_date.desc())
+        ).all()
+    return [(row.id, row.subject) for row in rows]
 
 
 def _database_ok(engine: Engine) -> bool:

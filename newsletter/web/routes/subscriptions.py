@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from newsletter import subscribers
 from newsletter.config import Settings
 from newsletter.errors import SubscriberError, TokenError
+from newsletter.scheduler import next_run_times
 from newsletter.subscribers import Subscriber
 from newsletter.tokens import ExpiredTokenError
 from newsletter.web.app import page, wants_json, web
@@ -201,10 +202,17 @@ async def confirm(request: Request, background: BackgroundTasks, token: str = TO
         background.add_task(
             _after_answer, "welcome mail", subscribers.send_welcome, w.settings, w.engine, result.subscriber
         )
-    latest = await run_in_threadpool(subscribers.latest_issue_url, w.settings, w.engine)
+    latest = await run_in_threadpool(list_issue_summaries, w.engine, limit=1)
+    latest_url = f"{w.settings.base_url}/issues/{latest[0].id}" if latest else None
+    upcoming = next_run_times(w.settings, count=1) if not latest else []
+    first_on = f"{upcoming[0]:%A %-d %B %Y}" if upcoming else None
     if wants_json(request):
-        return JSONResponse({"status": "confirmed"})
-    return page(request, "confirmed.html", {"latest_url": latest, "newly": result.newly_confirmed})
+        return JSONResponse({"status": "confirmed", "latest_issue": latest_url, "first_issue_on": first_on})
+    return page(
+        request,
+        "confirmed.html",
+        {"latest_url": latest_url, "first_issue_on": first_on, "newly": result.newly_confirmed},
+    )
 
 
 @router.post(

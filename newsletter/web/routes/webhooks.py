@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from newsletter.config import Settings
 from newsletter.delivery import events
+from newsletter.web.jsonguard import depth_message, too_deep
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ async def sendgrid_events(request: Request) -> JSONResponse:
         if not events.verify_signature(events.load_public_key(key_text), body, signature, timestamp):
             log.warning("sendgrid webhook refused: bad signature")
             return _problem(403, "bad signature")
+    if too_deep(body, settings.max_json_depth):
+        return _problem(400, depth_message(settings.max_json_depth))
     try:
         items = events.parse_events(body)
     except ValueError as exc:
