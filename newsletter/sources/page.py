@@ -160,7 +160,7 @@ class _PageParser:
         header_names = self._decision_header(decision)
 
         title_index, title = self._title(markers[0])
-        names = _title_names(title) if title_index is not None and title else set()
+        names = _title_names(title) if title else set()
         names |= {tool_key(name) for name in header_names}
         floor = title_index + 1 if title_index is not None else 0
         self._identity(cards[1], cards[0].values_end, names, cards)
@@ -391,6 +391,10 @@ class _PageParser:
 
     def _decision(self, section: _Section, cards: list[_Card], header: bool) -> None:
         index = section.start
+        if not header and section.end - section.start >= 2:
+            # The header row names the cards' tools even when a row below lost a value.
+            first_two = [tool_key(self.text(index)), tool_key(self.text(index + 1))]
+            header = first_two == [tool_key(card.name) for card in cards]
         if header:
             for card in cards:
                 if tool_key(self.text(index)) != tool_key(card.name) and not _starts_with_name(
