@@ -66,6 +66,9 @@ VARIANTS = {
     "rich_text_after_footer": "content after the site footer: refused",
     "rich_decision_row_missing_value": "a Decision row lost a value: refused at the row after it",
     "compact_title_only_in_breadcrumb": "the title only in the breadcrumb (the heading says something else)",
+    "compact_price_above_community_label": "the price above 'Community': refused, not read as votes",
+    "rich_price_below_entry_label": "the price under 'Entry': refused, not read as the description",
+    "compact_category_above_intro": "the category above the intro: refused, not dropped as header",
 }
 
 
@@ -111,6 +114,9 @@ def test_refusals_name_the_line_they_are_about() -> None:
         "rich_stray_text_in_scorecard": "Read the full methodology →",
         "rich_extra_persona_table_not_updated": "Ship · 3 ship / 1 skip",
         "rich_decision_row_missing_value": "Best for",
+        "compact_price_above_community_label": "Paid",
+        "rich_price_below_entry_label": "Paid",
+        "compact_category_above_intro": "Developer Tools",
     }
     for name, text in about.items():
         error = _expected(name)["error"]

@@ -165,6 +165,7 @@ class _PageParser:
         floor = title_index + 1 if title_index is not None else 0
         self._identity(cards[1], cards[0].values_end, names, cards)
         self._identity(cards[0], floor, names, cards)
+        self._header(title_index, cards[0])
         cards[0].description = self._description(cards[0], cards[0].values_end, cards[1].start)
         cards[1].description = self._description(cards[1], cards[1].values_end, description_end)
 
@@ -193,6 +194,18 @@ class _PageParser:
                 )
         return start
 
+    def _header(self, title_index: int | None, card: _Card) -> None:
+        """Between the title and the first card only the intro's sentences may stand."""
+        if title_index is None:
+            return
+        for index in range(title_index + 1, card.start):
+            if looks_like_label(self.text(index)):
+                raise self.error(
+                    f"expected the intro or tool A's card after the title, got the short label "
+                    f"{self.text(index)!r} (a card line out of place?)",
+                    index,
+                )
+
     def _title(self, first_marker: int) -> tuple[int | None, str | None]:
         """The "X vs Y" heading before the first card (the breadcrumb is a fallback)."""
         crumb: str | None = None
@@ -211,10 +224,24 @@ class _PageParser:
         """``[community [community]] Community [price] Entry`` after "Panel ship"."""
         index = card.marker + 1
         community = self._labelled(index, limit, Kind.COMMUNITY, 2, "the community votes", card)
-        card.community = _value(" · ".join(self.text(i) for i in range(index, community)))
+        card.community = self._community(card, index, community)
         price = self._labelled(community + 1, limit, Kind.ENTRY, 1, "the entry price", card)
         card.pricing = _value(" ".join(self.text(i) for i in range(community + 1, price)))
         return price + 1
+
+    def _community(self, card: _Card, start: int, stop: int) -> str | None:
+        """One or two lines of votes (``12 votes`` / ``83% ship``), or ``—`` alone."""
+        if stop - start == 1 and is_empty(self.text(start)):
+            return None
+        # Votes are counted: a value without a number is a price or a label out of place.
+        for index in sorted(range(start, stop), key=lambda i: is_empty(self.text(i))):
+            if not any(char.isdigit() for char in self.text(index)):
+                raise self.error(
+                    f"tool {card.side}: expected the community votes (a number, or '—' alone) before "
+                    f"'Community', got {self.text(index)!r}",
+                    index,
+                )
+        return " · ".join(self.text(i) for i in range(start, stop)) or None
 
     def _labelled(self, start: int, limit: int, label: Kind, most: int, what: str, card: _Card) -> int:
         """Index of the ``label`` token after at most ``most`` value lines."""
@@ -310,10 +337,17 @@ class _PageParser:
 
     def _description(self, card: _Card, start: int, stop: int) -> str | None:
         for index in range(start, stop):
-            if self.tokens[index].kind not in (*PLAIN_KINDS, Kind.VERDICT):
+            if self.tokens[index].kind not in PLAIN_KINDS:
                 raise self.error(
                     f"tool {card.side}'s description: expected paragraphs of text, got {self.text(index)!r} "
                     "(sections come after both tool cards)",
+                    index,
+                )
+            if looks_like_label(self.text(index)):
+                # Prose ends in a full stop; a short label here is a card line out of place.
+                raise self.error(
+                    f"tool {card.side}'s description: expected a paragraph, got the short label "
+                    f"{self.text(index)!r} (a price, category or name out of place?)",
                     index,
                 )
         return "\n\n".join(self.text(i) for i in range(start, stop)) or None
