@@ -87,7 +87,6 @@ class _Card:
     description: str | None = None
     extra: dict[str, str | None] = field(default_factory=dict)
     reviews: list[Review] = field(default_factory=list)
-    review_lines: list[int] = field(default_factory=list)
     abstentions: list[Abstention] = field(default_factory=list)
     panel_verdict: str | None = None
     panel_ship: int | None = None
@@ -163,8 +162,8 @@ class _PageParser:
         names = _title_names(title) if title else set()
         names |= {tool_key(name) for name in header_names}
         floor = title_index + 1 if title_index is not None else 0
-        self._identity(cards[1], cards[0].values_end, names, cards)
-        self._identity(cards[0], floor, names, cards)
+        self._identity(cards[1], cards[0].values_end, names)
+        self._identity(cards[0], floor, names)
         self._header(title_index, cards[0])
         cards[0].description = self._description(cards[0], cards[0].values_end, cards[1].start)
         cards[1].description = self._description(cards[1], cards[1].values_end, description_end)
@@ -254,7 +253,7 @@ class _PageParser:
             f"tool {card.side}: expected {what} then a '{label.value.capitalize()}' label here", start
         )
 
-    def _identity(self, card: _Card, floor: int, names: set[str], cards: list[_Card]) -> None:
+    def _identity(self, card: _Card, floor: int, names: set[str]) -> None:
         """The lines above the ship %: [initial] [category] name [tagline] [Ship|Skip]."""
         pct_index = card.marker - 1
         if pct_index < floor:
@@ -548,7 +547,6 @@ class _PageParser:
             index += 1
         quote, index = self._rich_quote(section, card, persona, index)
         card.reviews.append(Review(persona=persona, score=score, verdict=_verdict(verdict), quote=quote))
-        card.review_lines.append(token.number)
         return index
 
     def _rich_quote(self, section: _Section, card: _Card, persona: str, start: int) -> tuple[str, int]:
@@ -661,12 +659,11 @@ class _PageParser:
                     f"take on tool B attributed to {persona_b!r}, expected {persona_a!r}'s second take",
                     slots[pair + 1][0],
                 )
-            for card, (line, review, _) in zip(cards, slots[pair : pair + 2], strict=True):
+            for card, (_line, review, _persona) in zip(cards, slots[pair : pair + 2], strict=True):
                 if review is None:
                     card.abstentions.append(Abstention(persona=persona_a or persona_b))
                 else:
                     card.reviews.append(review.model_copy(update={"persona": persona_a or persona_b}))
-                    card.review_lines.append(line)
 
     # --- cross-checks ---------------------------------------------------------------------
 
