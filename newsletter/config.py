@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     sources: Annotated[list[str], NoDecode] = Field(default_factory=list)
     issue_size: int = Field(default=5, ge=1, le=50)
     feed_timeout: float = Field(default=10.0, gt=0)
+    # Largest page, structured file or feed body read, checked while reading.
+    max_source_bytes: int = Field(default=5_000_000, ge=1024)
 
     # --- scheduler -------------------------------------------------------------------
     schedule: str = "0 9 * * MON"

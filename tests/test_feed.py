@@ -43,6 +43,9 @@ class FeedState:
     fail_next: int = 0  # answer 500 this many times first
     status: int = 200
     requests: list[dict[str, str]] = field(default_factory=list)
+    endless: int = 0  # > 0: answer this many bytes with no Content-Length, counting what left
+    sent: int = 0
+    finished: threading.Event = field(default_factory=threading.Event)
 
 
 class FeedServer:
@@ -60,7 +63,24 @@ class FeedServer:
                 if state.etag and self.headers.get("If-None-Match") == state.etag:
                     self._send(304, b"")
                     return
+                if state.endless:
+                    self._send_endless()
+                    return
                 self._send(state.status, state.body)
+
+            def _send_endless(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()  # HTTP/1.0 without a length: the body ends when the connection does
+                chunk = b" " * 65536
+                try:
+                    while state.sent < state.endless:
+                        self.wfile.write(chunk)
+                        state.sent += len(chunk)
+                except OSError:  # the client hung up: what we want to see
+                    pass
+                finally:
+                    state.finished.set()
 
             def _send(self, status: int, body: bytes) -> None:
                 self.send_response(status)
@@ -195,3 +215,22 @@ class socket_closed_port:
 
     def __exit__(self, *exc: object) -> None:
         pass
+
+
+def test_a_feed_over_the_size_limit_is_refused_by_its_length(server: FeedServer, tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", feed_timeout=2, max_source_bytes=1024)
+    server.state.body = json.dumps({**FEED, "padding": "é" * 2000}).encode()
+    with pytest.raises(SourceError, match=r"larger than 1,024 bytes \(NEWSLETTER_MAX_SOURCE_BYTES\)") as info:
+        fetch_feed(server.url, settings, backoff=0)
+    assert info.value.source == server.url
+
+
+def test_a_feed_without_a_length_is_refused_while_streaming(server: FeedServer, tmp_path: Path) -> None:
+    """A 50 MB answer with no Content-Length: refused after the first chunks, not read whole."""
+    settings = Settings(data_dir=tmp_path / "data", feed_timeout=5, max_source_bytes=100_000)
+    server.state.endless = 50_000_000
+    with pytest.raises(SourceError, match="larger than 100,000 bytes"):
+        fetch_feed(server.url, settings, backoff=0)
+    assert len(server.state.requests) == 1  # a size refusal is not retried
+    assert server.state.finished.wait(timeout=10)
+    assert server.state.sent < 20_000_000  # socket buffers hold a few MB at most

@@ -64,6 +64,11 @@ VARIANTS = {
     "rich_tool_named_after_category": "a tool named like its category: refused at the name",
     "rich_stray_text_in_scorecard": "a stray line after the last quote: refused, never appended",
     "rich_text_after_footer": "content after the site footer: refused",
+    "rich_decision_row_missing_value": "a Decision row lost a value: refused at the row after it",
+    "compact_title_only_in_breadcrumb": "the title only in the breadcrumb (the heading says something else)",
+    "compact_price_above_community_label": "the price above 'Community': refused, not read as votes",
+    "rich_price_below_entry_label": "the price under 'Entry': refused, not read as the description",
+    "compact_category_above_intro": "the category above the intro: refused, not dropped as header",
 }
 
 
@@ -108,6 +113,10 @@ def test_refusals_name_the_line_they_are_about() -> None:
         "rich_tool_named_after_category": "Developer Tools",
         "rich_stray_text_in_scorecard": "Read the full methodology →",
         "rich_extra_persona_table_not_updated": "Ship · 3 ship / 1 skip",
+        "rich_decision_row_missing_value": "Best for",
+        "compact_price_above_community_label": "Paid",
+        "rich_price_below_entry_label": "Paid",
+        "compact_category_above_intro": "Developer Tools",
     }
     for name, text in about.items():
         error = _expected(name)["error"]

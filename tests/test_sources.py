@@ -624,3 +624,48 @@ def test_a_page_saved_as_markdown_reads_like_the_text(tmp_path: Path) -> None:
     assert "| **Panel verdict** |" in markdown.read_text(encoding="utf-8")
     [from_markdown] = parse_file(markdown)
     assert from_markdown.model_dump() == parse_seed(SEED_000).model_dump()
+
+
+@pytest.mark.parametrize(
+    "url", ["javascript:alert(1)", "data:text/html,<b>hi</b>", "ftp://example.com/x", "//x.io"]
+)
+def test_a_comparison_url_must_be_http_or_https(tmp_path: Path, url: str) -> None:
+    data = _structured()
+    data["url"] = url
+    path = tmp_path / "bad-url.json"
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+    with pytest.raises(SourceError, match=r"^.*bad-url\.json:\d+: url: .*http:// or https://") as info:
+        parse_file(path)
+    lines = path.read_text(encoding="utf-8").split("\n")
+    assert info.value.line is not None and '"url"' in lines[info.value.line - 1]
+
+
+def test_an_https_comparison_url_is_kept(tmp_path: Path) -> None:
+    data = _structured()
+    data["url"] = "https://example.com/compare/alpha-vs-beta?ref=señal"
+    path = tmp_path / "ok.json"
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    assert parse_file(path)[0].url == "https://example.com/compare/alpha-vs-beta?ref=señal"
+
+
+def test_a_file_over_the_size_limit_is_refused_and_the_rest_read(tmp_path: Path) -> None:
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    (pages / "000.txt").write_text(SEED_000.read_text(encoding="utf-8"), encoding="utf-8")
+    huge = pages / "001_huge.txt"
+    with huge.open("wb") as handle:
+        handle.truncate(50_000_000)  # sparse: 50 MB that costs no disk
+    report = read_locations([str(pages)], Settings())
+    assert [item.comparison.tools[0].name for item in report.items] == ["Axolotl v0.16"]
+    [error] = report.errors
+    assert (error.source, error.line) == (str(huge), None)
+    assert error.reason == "larger than 5,000,000 bytes (NEWSLETTER_MAX_SOURCE_BYTES): not read"
+
+
+def test_the_size_limit_is_a_setting(tmp_path: Path) -> None:
+    path = tmp_path / "page.txt"
+    path.write_text(SEED_000.read_text(encoding="utf-8"), encoding="utf-8")
+    size = path.stat().st_size
+    assert parse_file(path, max_bytes=size)[0].title.startswith("Axolotl")
+    with pytest.raises(SourceError, match=f"larger than {size - 1:,} bytes"):
+        parse_file(path, max_bytes=size - 1)

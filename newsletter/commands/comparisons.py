@@ -88,15 +88,15 @@ def parse_command(
     file: str = typer.Argument(..., help="A page (.txt/.md), JSON or YAML file, or a feed URL."),
 ) -> None:
     """Print the parsed comparison as JSON (a list when the file holds several)."""
+    from newsletter.config import get_settings
     from newsletter.sources import is_url, parse_file
 
     if is_url(file):
-        from newsletter.config import get_settings
         from newsletter.sources import fetch_feed
 
         comparisons = fetch_feed(file, get_settings())
     else:
-        comparisons = parse_file(Path(file))
+        comparisons = parse_file(Path(file), max_bytes=get_settings().max_source_bytes)
     data: Any = [c.model_dump(mode="json") for c in comparisons]
     if len(data) == 1:
         data = data[0]

@@ -42,6 +42,7 @@ PAGE_SUFFIXES = (".txt", ".md")
 JSON_SUFFIXES = (".json",)
 YAML_SUFFIXES = (".yaml", ".yml")
 SUPPORTED_SUFFIXES = PAGE_SUFFIXES + JSON_SUFFIXES + YAML_SUFFIXES
+MAX_SOURCE_BYTES = Settings.model_fields["max_source_bytes"].default
 
 
 @dataclass(frozen=True)
@@ -66,15 +67,21 @@ def parse_text(text: str, *, source: str, suffix: str = "") -> list[Comparison]:
     return [parse_page(text, source=source)]
 
 
-def parse_file(path: Path) -> list[Comparison]:
+def parse_file(path: Path, *, max_bytes: int = MAX_SOURCE_BYTES) -> list[Comparison]:
     """Every comparison in one file (a page gives one; JSON/YAML may hold several)."""
     source = str(path)
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            # One byte past the limit tells "too large" without reading a huge file.
+            data = handle.read(max_bytes + 1)
     except IsADirectoryError:
         raise SourceError("is a directory (use read_locations for folders)", source=source) from None
     except OSError as exc:
         raise SourceError(f"cannot read: {exc.strerror or exc}", source=source) from None
+    if len(data) > max_bytes:
+        raise SourceError(
+            f"larger than {max_bytes:,} bytes (NEWSLETTER_MAX_SOURCE_BYTES): not read", source=source
+        )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -120,7 +127,7 @@ def read_location(
         files = []
     for file in files:
         try:
-            comparisons = parse_file(file)
+            comparisons = parse_file(file, max_bytes=settings.max_source_bytes)
         except SourceError as error:
             report.errors.append(error)
         else:

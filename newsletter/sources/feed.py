@@ -3,6 +3,8 @@
 * every request has a timeout (``NEWSLETTER_FEED_TIMEOUT``);
 * connection failures are retried by httpx's transport, 5xx answers, timeouts and
   dropped connections by a small bounded loop with exponential backoff;
+* the body is read up to ``NEWSLETTER_MAX_SOURCE_BYTES`` and refused beyond it, by
+  Content-Length and while streaming;
 * conditional GET: the ETag and the body of the last 200 are kept in
   ``DATA_DIR/feed-cache.json`` (keyed by URL); the next fetch sends
   ``If-None-Match`` and a 304 reuses the cached body.
@@ -15,6 +17,7 @@ import logging
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,6 @@ CACHE_FILE = "feed-cache.json"
 ATTEMPTS = 3  # requests per fetch, for 5xx answers and broken connections
 CONNECT_RETRIES = 2  # extra connection attempts inside the transport
 BACKOFF = 0.25  # seconds, doubled after each failed attempt
-MAX_BODY = 20 * 1024 * 1024
 USER_AGENT = "weekly-ai-tool-verdicts-newsletter/1"
 
 
@@ -52,7 +54,7 @@ def fetch_feed(
     headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
     if cached and cached.get("etag") and isinstance(cached.get("body"), str):
         headers["If-None-Match"] = str(cached["etag"])
-    response = _get(url, headers, settings.feed_timeout, transport, backoff)
+    response = _get(url, headers, settings.feed_timeout, transport, backoff, settings.max_source_bytes)
     if response.status_code == 304:
         if not cached or not isinstance(cached.get("body"), str):
             raise SourceError("304 Not Modified but nothing cached for this feed", source=url)
@@ -70,13 +72,23 @@ def fetch_feed(
     return parse_json(body, source=url)
 
 
+@dataclass(frozen=True)
+class _Answer:
+    status_code: int
+    reason_phrase: str
+    headers: httpx.Headers
+    content: bytes
+    encoding: str | None
+
+
 def _get(
     url: str,
     headers: dict[str, str],
     timeout: float,
     transport: httpx.BaseTransport | None,
     backoff: float,
-) -> httpx.Response:
+    max_bytes: int,
+) -> _Answer:
     transport = transport or httpx.HTTPTransport(retries=CONNECT_RETRIES)
     last_problem = "no attempt made"
     with httpx.Client(transport=transport, timeout=timeout, follow_redirects=True) as client:
@@ -84,25 +96,47 @@ def _get(
             if attempt:
                 time.sleep(backoff * 2 ** (attempt - 1))
             try:
-                response = client.get(url, headers=headers)
-                response.read()
+                with client.stream("GET", url, headers=headers) as response:
+                    if response.status_code >= 500:
+                        last_problem = f"HTTP {response.status_code} {response.reason_phrase}".strip()
+                        log.warning("feed %s attempt %d failed: %s", url, attempt + 1, last_problem)
+                        continue
+                    content = _read_limited(response, url, max_bytes)
+                    return _Answer(
+                        response.status_code,
+                        response.reason_phrase,
+                        response.headers,
+                        content,
+                        response.encoding,
+                    )
             except httpx.InvalidURL as exc:
                 raise SourceError(f"invalid feed URL: {exc}", source=url) from None
             except httpx.TransportError as exc:  # connect/read timeouts, refused, reset
                 last_problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 log.warning("feed %s attempt %d failed: %s", url, attempt + 1, last_problem)
                 continue
-            if response.status_code >= 500:
-                last_problem = f"HTTP {response.status_code} {response.reason_phrase}".strip()
-                log.warning("feed %s attempt %d failed: %s", url, attempt + 1, last_problem)
-                continue
-            return response
     raise SourceError(f"feed unavailable after {ATTEMPTS} attempts ({last_problem})", source=url)
 
 
-def _text(response: httpx.Response, url: str) -> str:
-    if len(response.content) > MAX_BODY:
-        raise SourceError(f"feed body larger than {MAX_BODY} bytes", source=url)
+def _read_limited(response: httpx.Response, url: str, max_bytes: int) -> bytes:
+    """The body, refused as soon as it passes ``max_bytes`` (never held whole in memory)."""
+    too_large = SourceError(
+        f"feed body larger than {max_bytes:,} bytes (NEWSLETTER_MAX_SOURCE_BYTES): not read", source=url
+    )
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _text(response: _Answer, url: str) -> str:
     try:
         return response.content.decode(response.encoding or "utf-8")
     except (UnicodeDecodeError, LookupError) as exc:

@@ -87,7 +87,6 @@ class _Card:
     description: str | None = None
     extra: dict[str, str | None] = field(default_factory=dict)
     reviews: list[Review] = field(default_factory=list)
-    review_lines: list[int] = field(default_factory=list)
     abstentions: list[Abstention] = field(default_factory=list)
     panel_verdict: str | None = None
     panel_ship: int | None = None
@@ -160,11 +159,12 @@ class _PageParser:
         header_names = self._decision_header(decision)
 
         title_index, title = self._title(markers[0])
-        names = _title_names(title) if title_index is not None and title else set()
+        names = _title_names(title) if title else set()
         names |= {tool_key(name) for name in header_names}
         floor = title_index + 1 if title_index is not None else 0
-        self._identity(cards[1], cards[0].values_end, names, cards)
-        self._identity(cards[0], floor, names, cards)
+        self._identity(cards[1], cards[0].values_end, names)
+        self._identity(cards[0], floor, names)
+        self._header(title_index, cards[0])
         cards[0].description = self._description(cards[0], cards[0].values_end, cards[1].start)
         cards[1].description = self._description(cards[1], cards[1].values_end, description_end)
 
@@ -193,6 +193,18 @@ class _PageParser:
                 )
         return start
 
+    def _header(self, title_index: int | None, card: _Card) -> None:
+        """Between the title and the first card only the intro's sentences may stand."""
+        if title_index is None:
+            return
+        for index in range(title_index + 1, card.start):
+            if looks_like_label(self.text(index)):
+                raise self.error(
+                    f"expected the intro or tool A's card after the title, got the short label "
+                    f"{self.text(index)!r} (a card line out of place?)",
+                    index,
+                )
+
     def _title(self, first_marker: int) -> tuple[int | None, str | None]:
         """The "X vs Y" heading before the first card (the breadcrumb is a fallback)."""
         crumb: str | None = None
@@ -211,10 +223,24 @@ class _PageParser:
         """``[community [community]] Community [price] Entry`` after "Panel ship"."""
         index = card.marker + 1
         community = self._labelled(index, limit, Kind.COMMUNITY, 2, "the community votes", card)
-        card.community = _value(" · ".join(self.text(i) for i in range(index, community)))
+        card.community = self._community(card, index, community)
         price = self._labelled(community + 1, limit, Kind.ENTRY, 1, "the entry price", card)
         card.pricing = _value(" ".join(self.text(i) for i in range(community + 1, price)))
         return price + 1
+
+    def _community(self, card: _Card, start: int, stop: int) -> str | None:
+        """One or two lines of votes (``12 votes`` / ``83% ship``), or ``—`` alone."""
+        if stop - start == 1 and is_empty(self.text(start)):
+            return None
+        # Votes are counted: a value without a number is a price or a label out of place.
+        for index in sorted(range(start, stop), key=lambda i: is_empty(self.text(i))):
+            if not any(char.isdigit() for char in self.text(index)):
+                raise self.error(
+                    f"tool {card.side}: expected the community votes (a number, or '—' alone) before "
+                    f"'Community', got {self.text(index)!r}",
+                    index,
+                )
+        return " · ".join(self.text(i) for i in range(start, stop)) or None
 
     def _labelled(self, start: int, limit: int, label: Kind, most: int, what: str, card: _Card) -> int:
         """Index of the ``label`` token after at most ``most`` value lines."""
@@ -227,7 +253,7 @@ class _PageParser:
             f"tool {card.side}: expected {what} then a '{label.value.capitalize()}' label here", start
         )
 
-    def _identity(self, card: _Card, floor: int, names: set[str], cards: list[_Card]) -> None:
+    def _identity(self, card: _Card, floor: int, names: set[str]) -> None:
         """The lines above the ship %: [initial] [category] name [tagline] [Ship|Skip]."""
         pct_index = card.marker - 1
         if pct_index < floor:
@@ -310,10 +336,17 @@ class _PageParser:
 
     def _description(self, card: _Card, start: int, stop: int) -> str | None:
         for index in range(start, stop):
-            if self.tokens[index].kind not in (*PLAIN_KINDS, Kind.VERDICT):
+            if self.tokens[index].kind not in PLAIN_KINDS:
                 raise self.error(
                     f"tool {card.side}'s description: expected paragraphs of text, got {self.text(index)!r} "
                     "(sections come after both tool cards)",
+                    index,
+                )
+            if looks_like_label(self.text(index)):
+                # Prose ends in a full stop; a short label here is a card line out of place.
+                raise self.error(
+                    f"tool {card.side}'s description: expected a paragraph, got the short label "
+                    f"{self.text(index)!r} (a price, category or name out of place?)",
                     index,
                 )
         return "\n\n".join(self.text(i) for i in range(start, stop)) or None
@@ -391,6 +424,10 @@ class _PageParser:
 
     def _decision(self, section: _Section, cards: list[_Card], header: bool) -> None:
         index = section.start
+        if not header and section.end - section.start >= 2:
+            # The header row names the cards' tools even when a row below lost a value.
+            first_two = [tool_key(self.text(index)), tool_key(self.text(index + 1))]
+            header = first_two == [tool_key(card.name) for card in cards]
         if header:
             for card in cards:
                 if tool_key(self.text(index)) != tool_key(card.name) and not _starts_with_name(
@@ -510,7 +547,6 @@ class _PageParser:
             index += 1
         quote, index = self._rich_quote(section, card, persona, index)
         card.reviews.append(Review(persona=persona, score=score, verdict=_verdict(verdict), quote=quote))
-        card.review_lines.append(token.number)
         return index
 
     def _rich_quote(self, section: _Section, card: _Card, persona: str, start: int) -> tuple[str, int]:
@@ -623,12 +659,11 @@ class _PageParser:
                     f"take on tool B attributed to {persona_b!r}, expected {persona_a!r}'s second take",
                     slots[pair + 1][0],
                 )
-            for card, (line, review, _) in zip(cards, slots[pair : pair + 2], strict=True):
+            for card, (_line, review, _persona) in zip(cards, slots[pair : pair + 2], strict=True):
                 if review is None:
                     card.abstentions.append(Abstention(persona=persona_a or persona_b))
                 else:
                     card.reviews.append(review.model_copy(update={"persona": persona_a or persona_b}))
-                    card.review_lines.append(line)
 
     # --- cross-checks ---------------------------------------------------------------------
 
