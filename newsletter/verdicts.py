@@ -433,6 +433,13 @@ def is_abstention(review: Review) -> bool:
     return bool(review.persona) and review.verdict is None and review.score is None and not quote.strip()
 
 
+def _abstainers(tool: ToolEntry) -> list[str]:
+    """The personas the page names as not reviewing this tool ("No panel take"), in page order."""
+    named = [a.persona for a in tool.abstentions if a.persona]
+    named += [r.persona for r in tool.reviews if r.persona and is_abstention(r) and r.persona not in named]
+    return named
+
+
 def _quote_text(review: Review) -> str:
     return (getattr(review, "quote", None) or "").strip()
 
@@ -547,7 +554,7 @@ def summarise_tool(tool: ToolEntry, memory: IssueMemory | None = None, *, title:
         reviewers=len(reviews),
         ship_voters=[r.persona for r in reviews if r.persona and r.verdict == "ship"],
         skip_voters=[r.persona for r in reviews if r.persona and r.verdict == "skip"],
-        abstainers=[r.persona for r in tool.reviews if r.persona and is_abstention(r)],
+        abstainers=_abstainers(tool),
         avg_score=round(sum(scores) / len(scores)) if scores else None,
         community=tool.community,
         pricing=tool.pricing,

@@ -19,6 +19,8 @@ import pytest
 from newsletter.config import Settings, get_settings
 from newsletter.models import Comparison, Review, ToolEntry
 from newsletter.render import render_issue
+from newsletter.sources import parse_file
+from tests.conftest import SEEDS
 from tests.support.sample_comparisons import BASE_DATE, comparison_000, five_comparisons, issue_content_for
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -194,7 +196,13 @@ VARIANTS: dict[str, Callable[[], list[Comparison]]] = {
     "both_skip": both_skip,
     "one_scored": one_scored,
     "three_repeats": three_repeats,
+    "seed_pages_parsed": lambda: seed_pages_parsed(),
 }
+
+
+def seed_pages_parsed() -> list[Comparison]:
+    """The real pages of samples/comparisons through the real parser (abstentions included)."""
+    return [comparison for path in sorted(SEEDS.glob("*.txt")) for comparison in parse_file(path)]
 
 
 @pytest.fixture
