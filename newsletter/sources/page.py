@@ -28,6 +28,7 @@ is, ``file:line: what was expected there``.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import overload
 
@@ -773,8 +774,13 @@ def _verdict(text: str | None) -> Verdict | None:
 
 
 def _is_initial(text: str, name: str) -> bool:
-    """The avatar letter(s) shown before a tool's card: "A" for Axolotl."""
-    return INITIAL_RE.match(text) is not None and text[0] == name[:1].upper()
+    """The avatar letter(s) shown before a tool's card: "A" for Axolotl, "A" or "Ä" for Äxolotl."""
+    return INITIAL_RE.match(text) is not None and _base_letter(text[0]) == _base_letter(name[:1].upper())
+
+
+def _base_letter(letter: str) -> str:
+    # The site may draw an accented initial without its accent: compare base letters.
+    return unicodedata.normalize("NFKD", letter)[:1]
 
 
 def _looks_like_persona(text: str) -> bool:
