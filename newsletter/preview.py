@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from newsletter.archive import issue_dir, load_issue
 from newsletter.config import Settings
 from newsletter.errors import ConfigError, NewsletterError, NotFoundError
-from newsletter.issues import get_issue, latest_issue
+from newsletter.issues import Edits, check_edits, get_issue, latest_issue
 from newsletter.render import Personalizer, get_renderer, sample_values
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,38 @@ def render_preview(
         subject=archived.subject,
         html=Personalizer(html, html=True).fill(recipient),
         text=Personalizer(text, html=False).fill(recipient),
+    )
+
+
+def render_draft_preview(
+    settings: Settings,
+    engine: Engine,
+    issue_id: str,
+    *,
+    subject: str | None = None,
+    preheader: str | None = None,
+    note: str | None = None,
+) -> Preview:
+    """A draft as it would look with these edits, before they are saved (the admin's live
+    preview). Checked as ``edit_issue`` checks them (IssueFieldError names a bad field); a
+    frozen issue shows what was sent. An emptied subject or preheader shows the saved one."""
+    info = get_issue(engine, issue_id)
+    if info.frozen:
+        return render_preview(settings, engine, issue_id)
+    edits = check_edits(
+        Edits(info.custom_subject, info.custom_preheader, info.note),
+        subject=subject,
+        preheader=preheader,
+        note=note,
+    )
+    archived = load_issue(settings, issue_id)
+    rendered = get_renderer().render(edits.apply(archived.content), settings)
+    recipient = sample_values(settings)
+    return Preview(
+        issue_id=issue_id,
+        subject=edits.subject or archived.subject,
+        html=Personalizer(rendered.html, html=True).fill(recipient),
+        text=Personalizer(rendered.text, html=False).fill(recipient),
     )
 
 

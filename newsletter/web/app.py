@@ -174,7 +174,18 @@ def _validation_field(exc: RequestValidationError) -> str | None:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    from newsletter.web.routes import admin, api, archive, pages, subscriptions, webhooks
+    from newsletter.web.routes import (
+        admin,
+        admin_issues,
+        admin_schedule,
+        admin_stats,
+        admin_subscribers,
+        api,
+        archive,
+        pages,
+        subscriptions,
+        webhooks,
+    )
 
     settings = settings or get_settings()
     engine = open_database(settings.database_url)
@@ -198,7 +209,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(subscriptions.router)
     app.include_router(archive.router)
+    app.include_router(admin_issues.router)  # before admin's /issues/{id}: /issues/build is a name
     app.include_router(admin.router)
+    app.include_router(admin_schedule.router)
+    app.include_router(admin_subscribers.router)
+    app.include_router(admin_stats.router)
     app.include_router(webhooks.router)
     app.include_router(api.router)
     app.mount("/static", StaticFiles(directory=str(WEB_TEMPLATES / "static")), name="static")
@@ -234,8 +249,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         request.scope.setdefault("app", app)
         return error_page(request, status, message)
 
-    # The CSV import streams its own (larger) body to a file; webhooks read and check theirs.
-    exempt = ("/webhooks/", api.IMPORT_PATH)
+    # The CSV imports stream their own (larger) body to a file; webhooks read and check theirs.
+    exempt = ("/webhooks/", api.IMPORT_PATH, admin_subscribers.IMPORT_PATH)
     app.add_middleware(
         JsonDepthMiddleware,
         max_depth=settings.max_json_depth,

@@ -48,6 +48,8 @@ CSP_APP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'none'; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-src 'self'; frame-ancestors 'none'"
 )
+# The admin pages load one script of their own (the live preview), nothing inline.
+CSP_ADMIN = CSP_APP.replace("script-src 'none'", "script-src 'self'")
 # Archived issues are email HTML: inline styles, remote images (tool logos), no scripts.
 CSP_ARCHIVE = (
     "default-src 'none'; img-src 'self' data: https:; style-src 'self' 'unsafe-inline'; "
@@ -66,7 +68,7 @@ COMMON_HEADERS = {
 
 def _archive_path(path: str) -> bool:
     return (path.startswith("/issues/") and path.count("/") == 2) or (
-        path.startswith("/admin/issues/") and path.endswith("/preview")
+        path.startswith("/admin/issues/") and path.endswith(("/preview", "/email"))
     )
 
 
@@ -76,7 +78,7 @@ def security_headers(path: str) -> dict[str, str]:
         headers["content-security-policy"] = CSP_ARCHIVE
         headers["x-frame-options"] = "SAMEORIGIN"
     else:
-        headers["content-security-policy"] = CSP_APP
+        headers["content-security-policy"] = CSP_ADMIN if path.startswith("/admin") else CSP_APP
         headers["x-frame-options"] = "DENY"
     if path.startswith(("/admin", "/confirm", "/unsubscribe")):
         headers["cache-control"] = "no-store"

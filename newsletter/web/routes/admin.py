@@ -23,6 +23,7 @@ from newsletter.config import Settings
 from newsletter.delivery import jobs
 from newsletter.delivery.jobs import AdminSends, SendSnapshot, describe_send_error
 from newsletter.errors import NewsletterError, NotFoundError, SubscriberError
+from newsletter.issues import get_issue
 from newsletter.schedule import ScheduleView, schedule_view
 from newsletter.tokens import ADMIN_SESSION_MAX_AGE, make_admin_session
 from newsletter.web.app import error_page, login_page, page, wants_json, web
@@ -225,6 +226,7 @@ async def issue_detail(request: Request, issue_id: str = ISSUE_ID) -> Response:
     send = admin_sends(request.app).get(issue_id)
     ledger = await run_in_threadpool(_ledger_view, w.engine, issue_id)
     size_warning = await run_in_threadpool(archive.fit_warning, w.settings, issue_id)
+    info = await run_in_threadpool(get_issue, w.engine, issue_id)  # the editor's words: subject, note
     if wants_json(request):
         return JSONResponse(
             {
@@ -242,6 +244,8 @@ async def issue_detail(request: Request, issue_id: str = ISSUE_ID) -> Response:
         "admin/issue.html",
         {
             "issue": issue,
+            "info": info,
+            "saved": request.query_params.get("saved") == "1",
             "size_warning": size_warning,
             "confirmed": counts["confirmed"],
             "ledger": ledger,
