@@ -26,6 +26,8 @@ from tests.support.fake_sendgrid import FakeSendGrid
 
 pytestmark = pytest.mark.slow
 
+LEASE = 2  # seconds: a killed sender's batch is free to take this long after its last renewal
+
 
 @pytest.fixture
 def sg_env(env: dict[str, str], fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
@@ -51,6 +53,7 @@ def test_sigkill_mid_send_then_resume_then_resend_uncertain(
     issue = make_issue(settings, engine)
     emails = set(add_subscribers(engine, 2000))
     fake.delay = 0.3  # each answer is slow, so the kill lands while a request is out
+    sg_env["NEWSLETTER_LEASE_SECONDS"] = str(LEASE)
 
     process = popen_cli(sg_env, "send", issue, "--yes")
     try:
@@ -73,8 +76,9 @@ def test_sigkill_mid_send_then_resume_then_resend_uncertain(
 
     fake.delay = 0.0
     resumed = run_cli(sg_env, "send", issue, "--yes")
-    assert resumed.returncode == 0, resumed.stderr
-    assert "uncertain" in resumed.stderr
+    assert resumed.returncode == 1, resumed.stderr  # not fully sent: says so, exits non-zero
+    assert "still in flight" in resumed.stderr
+    assert f"incomplete: {len(uncertain)} in flight / 0 deferred" in resumed.stderr
     counts = fake.address_counts()
     assert max(counts.values()) == 1  # nobody twice
     assert set(counts) | uncertain == emails  # everybody else mailed
@@ -92,6 +96,8 @@ def test_sigkill_mid_send_then_resume_then_resend_uncertain(
         )
     assert str(batch_id) in status.stdout
 
+    # The killed sender no longer renews its lease: once it expires, the batch is free to take.
+    time.sleep(LEASE + 0.5)
     resent = run_cli(sg_env, "send", issue, "--yes", "--resend-uncertain")
     assert resent.returncode == 0, resent.stderr
     counts = fake.address_counts()

@@ -610,6 +610,19 @@ def remaining(engine: Engine, issue_id: str) -> int:
         )
 
 
+def failed_addresses(engine: Engine, issue_id: str, *, limit: int) -> list[tuple[str, str]]:
+    """(address, reason) of the issue's failed recipients, the first ``limit`` by subscriber id."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(S.c.email, D.c.error)
+            .select_from(D.join(S, S.c.id == D.c.subscriber_id))
+            .where(D.c.issue_id == issue_id, D.c.state == "failed")
+            .order_by(D.c.subscriber_id)
+            .limit(limit)
+        )
+        return [(str(email or "(erased)"), str(error or "no reason recorded")) for email, error in rows]
+
+
 def deferred_count(engine: Engine, issue_id: str) -> int:
     """Pending rows a server deferred (4xx), waiting for their next try."""
     with engine.connect() as conn:
