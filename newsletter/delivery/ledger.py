@@ -635,21 +635,29 @@ def deferred_count(engine: Engine, issue_id: str) -> int:
         )
 
 
-def next_deferred_wait(engine: Engine, issue_id: str) -> float | None:
-    """Seconds until the earliest deferred row may be tried again (0 if due); None when there is none."""
+def next_deferred_wait(engine: Engine, issue_id: str, *, within: float) -> float | None:
+    """Seconds until every deferred row due within ``within`` seconds is due (0 if all are).
+
+    None when no deferred row is due that soon. Waiting for the last of them, not the
+    first, gives each one try per round after the rest of the send.
+    """
+    horizon = utcnow() + timedelta(seconds=within)
     with engine.connect() as conn:
-        earliest = conn.execute(
-            select(func.min(D.c.not_before)).where(
-                D.c.issue_id == issue_id, D.c.state == "pending", D.c.not_before.is_not(None)
+        latest = conn.execute(
+            select(func.max(D.c.not_before)).where(
+                D.c.issue_id == issue_id,
+                D.c.state == "pending",
+                D.c.not_before.is_not(None),
+                D.c.not_before <= horizon,
             )
         ).scalar()
-    if earliest is None:
+    if latest is None:
         return None
-    if not isinstance(earliest, datetime):  # in case a driver bypasses the column type
-        earliest = datetime.fromisoformat(str(earliest))
-    if earliest.tzinfo is None:
-        earliest = earliest.replace(tzinfo=UTC)
-    return max(0.0, (earliest - utcnow()).total_seconds())
+    if not isinstance(latest, datetime):  # in case a driver bypasses the column type
+        latest = datetime.fromisoformat(str(latest))
+    if latest.tzinfo is None:
+        latest = latest.replace(tzinfo=UTC)
+    return max(0.0, (latest - utcnow()).total_seconds())
 
 
 def unfreeze_if_untouched(engine: Engine, issue_id: str) -> bool:

@@ -338,8 +338,8 @@ def send_issue(
             # Recipients the server deferred (4xx) are retried after everyone else, while
             # their next try is close; the rest wait for a later run.
             for _round in range(settings.max_retries):
-                wait = ledger.next_deferred_wait(engine, issue_id)
-                if wait is None or wait > MAX_DEFER_WAIT or stop.is_set():
+                wait = ledger.next_deferred_wait(engine, issue_id, within=MAX_DEFER_WAIT)
+                if wait is None or stop.is_set():
                     break
                 if stop.wait(wait):
                     break

@@ -412,6 +412,8 @@ def _make_request(
         try:
             response = opener.open(request, timeout=min(timeout or remaining, remaining))
             answer = _Answer(response.getcode(), response.read(), response.info())
+            if watch.fired:  # cut mid-answer: what was read may look whole (EOF ends headers)
+                raise TimeoutError(f"no complete answer within {timeout}s (SENDGRID_TIMEOUT)")
         except urllib.error.HTTPError as err:
             error = http_errors.handle_error(err)  # reads the error body, still under the deadline
             error.__cause__ = None

@@ -304,6 +304,11 @@ class SmtpMessenger:
                         self._down = self._down or f"SMTP server unavailable: {exc}"
                     return "unsent", self._down
                 log.info("smtp: %s; reconnecting in %.2fs", exc, wait)
+            except Exception as exc:
+                # Raised on our side before the message was handed over (smtplib refuses a
+                # line break in an address, say): not sent; the connection starts afresh.
+                connection.drop()
+                return "unsent", f"cannot send to {recipient.email!r}: {type(exc).__name__}: {exc}"
             finally:
                 self._pool.put(connection)
             if wait:
