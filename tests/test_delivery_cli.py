@@ -42,10 +42,6 @@ def setup(sg_env: dict[str, str]) -> tuple[Settings, Engine]:
     return settings, open_database(settings.database_url)
 
 
-
-
-
-
 def test_sigkill_mid_send_then_resume_then_resend_uncertain(
     setup: tuple[Settings, Engine], sg_env: dict[str, str], fake: FakeSendGrid
 ) -> None:
@@ -162,6 +158,71 @@ def test_sigterm_finishes_the_batch_and_exits_130(
     assert 0 < states["sent"] < 1000
 
     fake.delay = 0.0
+    resumed = run_cli(sg_env, "send", issue, "--yes")
+    assert resumed.returncode == 0, resumed.stderr
+    counts = fake.address_counts()
+    assert set(counts) == emails and set(counts.values()) == {1}
+
+
+def test_resend_uncertain_from_another_host_never_takes_a_live_batch(
+    setup: tuple[Settings, Engine], sg_env: dict[str, str], fake: FakeSendGrid
+) -> None:
+    """Host A's request is held for 4 s, four times its 1 s lease: A keeps renewing it, so
+    host B's `--resend-uncertain` leaves that batch alone (and says why)."""
+    settings, engine = setup
+    issue = make_issue(settings, engine)
+    emails = set(add_subscribers(engine, 20))
+    fake.delay = 4.0
+    common = {**sg_env, "NEWSLETTER_BATCH_SIZE": "10", "NEWSLETTER_LEASE_SECONDS": "1"}
+    host_a = popen_cli({**common, "NEWSLETTER_WORKER_NAME": "mailer-a.example:101"}, "send", issue, "--yes")
+    try:
+        wait_for(lambda: fake.received >= 1, 60, "host A's first request")
+        time.sleep(1.5)  # past the lease A's claim started with: only its renewals keep it
+        host_b = run_cli(
+            {**common, "NEWSLETTER_WORKER_NAME": "mailer-b.example:202"},
+            "send",
+            issue,
+            "--yes",
+            "--resend-uncertain",
+        )
+        _out, err_a = host_a.communicate(timeout=60)
+    finally:
+        if host_a.poll() is None:
+            host_a.kill()
+            host_a.wait(timeout=10)
+    assert host_b.returncode == 0, host_b.stderr
+    assert "not resent: batch" in host_b.stderr and "live send by mailer-a.example:101" in host_b.stderr
+    assert host_a.returncode == 0, err_a
+    counts = fake.address_counts()
+    assert set(counts) == emails and set(counts.values()) == {1}  # nobody twice
+    assert ledger_states(engine, issue) == {"sent": 20}
+    with engine.connect() as conn:
+        workers = set(conn.scalars(select(DeliveryBatchRow.worker).where(DeliveryBatchRow.issue_id == issue)))
+    assert workers == {"mailer-a.example:101", "mailer-b.example:202"}
+
+
+def test_sigterm_during_a_429_wait_stops_within_two_seconds(
+    setup: tuple[Settings, Engine], sg_env: dict[str, str], fake: FakeSendGrid
+) -> None:
+    settings, engine = setup
+    issue = make_issue(settings, engine)
+    emails = set(add_subscribers(engine, 30))
+    fake.fail_next(429, message="too many requests", retry_after=50)
+    process = popen_cli(sg_env, "send", issue, "--yes")
+    try:
+        wait_for(lambda: fake.received >= 1, 60, "the rate-limited request")
+        time.sleep(0.3)  # inside the 50 s wait
+        stopped = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=30)
+        took = time.monotonic() - stopped
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    assert process.returncode == 130, err
+    assert took < 2.0, took
+    assert ledger_states(engine, issue) == {"pending": 30}  # nothing handed over, nothing uncertain
     resumed = run_cli(sg_env, "send", issue, "--yes")
     assert resumed.returncode == 0, resumed.stderr
     counts = fake.address_counts()

@@ -346,6 +346,8 @@ def send_issue(
                 batch.run_pass(stop, progress)
         messenger.flush()
         finished = batch.exhausted
+        if finished:
+            _wait_for_other_senders(engine, issue_id, stop)
     except DeliveryError as exc:
         report.error = str(exc)
         exc.report = report  # type: ignore[attr-defined]  # what was done before it stopped
@@ -368,6 +370,25 @@ def send_issue(
             messenger.close()
     _settle_report(engine, issue_id, report, finished=finished, stopped=stop.is_set())
     return report
+
+
+# the longest a finished send waits for other live senders' batches of the same issue
+MAX_WAIT_FOR_OTHERS = 900.0
+
+
+def _wait_for_other_senders(engine: Engine, issue_id: str, stop: threading.Event) -> None:
+    """Wait while another live sender (any host) holds batches of this issue.
+
+    So the report (and the exit code) tells whether the issue went out, not merely that
+    this process ran out of work while another one was finishing its last batch. A
+    sender that dies stops renewing its lease, which ends the wait.
+    """
+    deadline = time.monotonic() + MAX_WAIT_FOR_OTHERS
+    while time.monotonic() < deadline:
+        if not any(batch.held_by_someone() for batch in ledger.uncertain_batches(engine, issue_id)):
+            return
+        if stop.wait(0.2):
+            return
 
 
 def _settle_report(
