@@ -25,7 +25,7 @@ from newsletter.db import open_database
 from newsletter.delivery import delivery_status, send_issue
 from newsletter.errors import DeliveryError, ProviderUnavailableError
 from newsletter.tables import DeliveryRow, IssueRow, SubscriberRow, SuppressionRow
-from tests.support.delivery_fixtures import add_subscribers, email_hash, make_issue, use_sendgrid
+from tests.support.delivery_fixtures import add_subscribers, email_hash, make_issue, run_cli, use_sendgrid
 from tests.support.fake_sendgrid import FakeSendGrid
 from tests.support.smtp_server import SmtpServer
 
@@ -145,7 +145,7 @@ def test_sendgrid_503_waits_for_retry_after_then_everyone_once(sendgrid: World, 
 
 
 def test_sendgrid_refused_address_fails_alone_the_batch_goes_at_once(
-    sendgrid: World, fake: FakeSendGrid
+    sendgrid: World, fake: FakeSendGrid, env: dict[str, str]
 ) -> None:
     """SendGrid's 400 on personalizations.N.to.0.email is that address's failure, kept from later sends."""
     bad = sendgrid.emails[13]
@@ -156,6 +156,9 @@ def test_sendgrid_refused_address_fails_alone_the_batch_goes_at_once(
     status = delivery_status(sendgrid.engine, sendgrid.issue)
     assert status.issue_status == "sent"
     assert status.failed == [(bad, "refused by SendGrid: Does not contain a valid address.")]
+    shown = run_cli(env, "status", sendgrid.issue)
+    assert shown.returncode == 0, shown.stderr
+    assert f"{bad}: refused by SendGrid: Does not contain a valid address." in shown.stdout
     with sendgrid.engine.connect() as conn:
         assert conn.scalar(select(SuppressionRow.reason).where(SuppressionRow.email_hash == email_hash(bad)))
     # The next issue does not even try it.
@@ -185,6 +188,7 @@ def smtp_env(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, 
 
 def _smtp_world(env: dict[str, str], server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> World:
     monkeypatch.setenv("NEWSLETTER_SMTP_URL", server.url)
+    env["NEWSLETTER_SMTP_URL"] = server.url
     return _world(env, server.recipients)
 
 
@@ -207,6 +211,11 @@ def test_smtp_deferred_recipients_wait_the_rest_goes_on_then_they_give_up(
                 select(DeliveryRow.not_before, DeliveryRow.error).where(DeliveryRow.state == "pending")
             ).all()
         assert all(nb is not None and "451 4.7.1 Greylisted" in (error or "") for nb, error in waiting)
+        # what the user sees: one line saying what is left, exit 1
+        again = run_cli(smtp_env, "send", world.issue, "--yes")
+        assert again.returncode == 1, again.stderr
+        assert "incomplete: 0 in flight / 3 deferred" in again.stderr and "Traceback" not in again.stderr
+        world.check(missing=stuck, pending=stuck, sent=set(world.emails) - stuck)
 
         monkeypatch.setenv("NEWSLETTER_DEFER_GIVE_UP", "0.3")
         world.reload()

@@ -563,7 +563,8 @@ def _send_batch(
         # the batch is handed over: messengers that deliver one by one report what they
         # delivered instead of raising. So nobody of this batch was mailed: back to pending.
         ledger.release_batch(engine, claim.batch_id, f"{type(exc).__name__}: {exc}")
-        log.exception("%s: the batch failed before it was handed over", messenger.name)
+        # the traceback only at DEBUG: the user gets the one line below
+        log.debug("%s: the batch failed before it was handed over", messenger.name, exc_info=True)
         raise DeliveryError(
             f"{messenger.name}: {type(exc).__name__}: {exc} (nobody of this batch was mailed; "
             f"fix it and run `newsletter send {content.issue_id}` again)"
