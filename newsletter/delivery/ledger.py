@@ -455,11 +455,14 @@ def take_over(engine: Engine, batch: UncertainBatch, worker: str, lease_seconds:
     if batch.held_by_someone():
         return False
     now = utcnow()
-    expired = or_(B.c.lease_until.is_(None), B.c.lease_until <= now)
+    free = or_(B.c.lease_until.is_(None), B.c.lease_until <= now)
+    if batch.lease_until is not None and batch.lease_until > now:
+        # its sender on this host is gone: free unless someone renewed it since we looked
+        free = and_(B.c.worker == batch.worker, B.c.lease_until == batch.lease_until)
     with engine.begin() as conn:
         result = conn.execute(
             update(B)
-            .where(B.c.id == batch.batch_id, B.c.state == "in_flight", expired)
+            .where(B.c.id == batch.batch_id, B.c.state == "in_flight", free)
             .values(worker=worker, lease_until=now + timedelta(seconds=lease_seconds))
         )
     return bool(result.rowcount)
@@ -479,9 +482,13 @@ class UncertainBatch:
     lease_until: datetime | None = None
 
     def held_by_someone(self) -> bool:
-        """True while its sender (on any host) keeps renewing the lease."""
+        """True while its sender (on any host) keeps renewing the lease.
+
+        A sender on this host whose process is gone holds nothing even before its
+        lease runs out: a local crash is taken over at once.
+        """
         if self.lease_until is not None:
-            return self.lease_until > utcnow()
+            return self.lease_until > utcnow() and not _local_process_gone(self.worker)
         return _worker_alive(self.worker)  # a batch claimed before leases existed
 
 
@@ -500,6 +507,20 @@ def uncertain_batches(engine: Engine, issue_id: str, provider: str | None = None
         stmt = stmt.where(B.c.provider == provider)
     with engine.connect() as conn:
         return [UncertainBatch(*row) for row in conn.execute(stmt)]
+
+
+def _local_process_gone(worker: str | None) -> bool:
+    """True only when ``worker`` names a process of this host (host:pid) that no longer exists."""
+    host, _, pid = (worker or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def _worker_alive(worker: str | None) -> bool:
