@@ -111,7 +111,7 @@ def test_two_concurrent_send_processes_split_the_work(
     settings, engine = setup
     issue = make_issue(settings, engine)
     emails = set(add_subscribers(engine, 3000))
-    fake.delay = 0.08
+    fake.delay = 0.2  # 30 requests, >= 6 s: the second process is up well within it, even under load
 
     first = popen_cli(sg_env, "send", issue, "--yes")
     second = popen_cli(sg_env, "send", issue, "--yes")
