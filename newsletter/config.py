@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=1000, ge=1, le=1000)
     max_retries: int = Field(default=5, ge=0, le=20)
     retry_backoff: float = Field(default=1.0, ge=0, le=60)
+    # who holds a claimed batch (default host:pid); a test fakes another machine with it
+    worker_name: str | None = Field(default=None, min_length=1, max_length=150)
+    # a sender renews its batches' lease every third of this; expired = abandoned, on any host
+    lease_seconds: float = Field(default=60.0, ge=1, le=3600)
+    # a recipient an SMTP server keeps deferring (4xx) is marked failed after this long
+    defer_give_up: float = Field(default=3 * 24 * 3600.0, gt=0)
 
     # --- content -------------------------------------------------------------------
     sources: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -196,6 +196,8 @@ class DeliveryBatchRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # renewed by the sender holding the batch; expired = nobody holds it (migration 0003)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class DeliveryRow(Base):
@@ -212,6 +214,9 @@ class DeliveryRow(Base):
     message_id: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # a recipient deferred by the server (4xx): not claimed before not_before (migration 0003)
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deferred_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         UniqueConstraint("issue_id", "subscriber_id", name="uq_deliveries_issue_subscriber"),

@@ -26,6 +26,8 @@ from tests.support.fake_sendgrid import FakeSendGrid
 
 pytestmark = pytest.mark.slow
 
+LEASE = 2  # seconds: a killed sender's batch is free to take this long after its last renewal
+
 
 @pytest.fixture
 def sg_env(env: dict[str, str], fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
@@ -47,6 +49,7 @@ def test_sigkill_mid_send_then_resume_then_resend_uncertain(
     issue = make_issue(settings, engine)
     emails = set(add_subscribers(engine, 2000))
     fake.delay = 0.3  # each answer is slow, so the kill lands while a request is out
+    sg_env["NEWSLETTER_LEASE_SECONDS"] = str(LEASE)
 
     process = popen_cli(sg_env, "send", issue, "--yes")
     try:
@@ -69,8 +72,9 @@ def test_sigkill_mid_send_then_resume_then_resend_uncertain(
 
     fake.delay = 0.0
     resumed = run_cli(sg_env, "send", issue, "--yes")
-    assert resumed.returncode == 0, resumed.stderr
-    assert "uncertain" in resumed.stderr
+    assert resumed.returncode == 1, resumed.stderr  # not fully sent: says so, exits non-zero
+    assert "still in flight" in resumed.stderr
+    assert f"incomplete: {len(uncertain)} in flight / 0 deferred" in resumed.stderr
     counts = fake.address_counts()
     assert max(counts.values()) == 1  # nobody twice
     assert set(counts) | uncertain == emails  # everybody else mailed
@@ -88,6 +92,8 @@ def test_sigkill_mid_send_then_resume_then_resend_uncertain(
         )
     assert str(batch_id) in status.stdout
 
+    # The killed sender no longer renews its lease: once it expires, the batch is free to take.
+    time.sleep(LEASE + 0.5)
     resent = run_cli(sg_env, "send", issue, "--yes", "--resend-uncertain")
     assert resent.returncode == 0, resent.stderr
     counts = fake.address_counts()
@@ -105,7 +111,7 @@ def test_two_concurrent_send_processes_split_the_work(
     settings, engine = setup
     issue = make_issue(settings, engine)
     emails = set(add_subscribers(engine, 3000))
-    fake.delay = 0.25  # long enough that the second process starts before the first is done, under load too
+    fake.delay = 0.2  # 30 requests, >= 6 s: the second process is up well within it, even under load
 
     first = popen_cli(sg_env, "send", issue, "--yes")
     second = popen_cli(sg_env, "send", issue, "--yes")
@@ -152,6 +158,75 @@ def test_sigterm_finishes_the_batch_and_exits_130(
     assert 0 < states["sent"] < 1000
 
     fake.delay = 0.0
+    resumed = run_cli(sg_env, "send", issue, "--yes")
+    assert resumed.returncode == 0, resumed.stderr
+    counts = fake.address_counts()
+    assert set(counts) == emails and set(counts.values()) == {1}
+
+
+def test_resend_uncertain_from_another_host_never_takes_a_live_batch(
+    setup: tuple[Settings, Engine], sg_env: dict[str, str], fake: FakeSendGrid
+) -> None:
+    """Host A's request is held for 4 s, four times its 1 s lease: A keeps renewing it, so
+    host B's `--resend-uncertain` leaves that batch alone (and says why)."""
+    settings, engine = setup
+    issue = make_issue(settings, engine)
+    emails = set(add_subscribers(engine, 20))
+    fake.delay = 4.0
+    common = {**sg_env, "NEWSLETTER_BATCH_SIZE": "10", "NEWSLETTER_LEASE_SECONDS": "1"}
+    host_a = popen_cli({**common, "NEWSLETTER_WORKER_NAME": "mailer-a.example:101"}, "send", issue, "--yes")
+    try:
+        wait_for(lambda: fake.received >= 1, 60, "host A's first request")
+        time.sleep(1.5)  # past the lease A's claim started with: only its renewals keep it
+        host_b = run_cli(
+            {**common, "NEWSLETTER_WORKER_NAME": "mailer-b.example:202"},
+            "send",
+            issue,
+            "--yes",
+            "--resend-uncertain",
+        )
+        _out, err_a = host_a.communicate(timeout=60)
+    finally:
+        if host_a.poll() is None:
+            host_a.kill()
+            host_a.wait(timeout=10)
+    assert host_b.returncode == 0, host_b.stderr
+    assert "not resent: batch" in host_b.stderr and "live send by mailer-a.example:101" in host_b.stderr
+    assert host_a.returncode == 0, err_a
+    counts = fake.address_counts()
+    assert set(counts) == emails and set(counts.values()) == {1}  # nobody twice
+    assert ledger_states(engine, issue) == {"sent": 20}
+    with engine.connect() as conn:  # A's batch stayed A's: sent by A, never taken over
+        first = conn.execute(
+            select(DeliveryBatchRow.worker, DeliveryBatchRow.state)
+            .where(DeliveryBatchRow.issue_id == issue)
+            .order_by(DeliveryBatchRow.created_at)
+        ).first()
+    assert tuple(first or ()) == ("mailer-a.example:101", "sent")
+
+
+def test_sigterm_during_a_429_wait_stops_within_two_seconds(
+    setup: tuple[Settings, Engine], sg_env: dict[str, str], fake: FakeSendGrid
+) -> None:
+    settings, engine = setup
+    issue = make_issue(settings, engine)
+    emails = set(add_subscribers(engine, 30))
+    fake.fail_next(429, message="too many requests", retry_after=50)
+    process = popen_cli(sg_env, "send", issue, "--yes")
+    try:
+        wait_for(lambda: fake.received >= 1, 60, "the rate-limited request")
+        time.sleep(0.3)  # inside the 50 s wait
+        stopped = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=30)
+        took = time.monotonic() - stopped
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    assert process.returncode == 130, err
+    assert took < 2.0, took
+    assert ledger_states(engine, issue) == {"pending": 30}  # nothing handed over, nothing uncertain
     resumed = run_cli(sg_env, "send", issue, "--yes")
     assert resumed.returncode == 0, resumed.stderr
     counts = fake.address_counts()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import email
+import os
 import re
+import signal
+from collections import Counter
 from email.policy import default
 from pathlib import Path
 
@@ -11,7 +14,16 @@ from sqlalchemy import Engine
 
 from newsletter.config import Settings
 from newsletter.delivery import send_issue
-from tests.support.delivery_fixtures import add_subscribers, make_issue
+from tests.support.delivery_fixtures import (
+    add_subscribers,
+    in_flight_emails,
+    ledger_states,
+    make_issue,
+    popen_cli,
+    run_cli,
+    subscriber_ids,
+    wait_for,
+)
 
 # The raw header line, not a parsed value: a parser decodes RFC 2047 encoded-words, a
 # mail client deciding whether to show an unsubscribe button does not.
@@ -53,3 +65,44 @@ def test_many_mails_to_one_person_never_share_a_file(settings: Settings, tmp_pat
     for _ in range(300):
         outbox.push(content, [Recipient(email="ada@example.com", subscriber_id=1)])
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 300
+
+
+def test_outbox_settles_a_killed_batch_from_its_files(
+    env: dict[str, str], engine: Engine, settings: Settings
+) -> None:
+    """SIGKILL mid-batch: the next plain `send`, at once, marks written recipients sent from
+    their .eml files, removes half-written .tmp files, writes the rest: everyone exactly once."""
+    issue = make_issue(settings, engine)
+    emails = set(add_subscribers(engine, 1500))
+    outbox = Path(env["NEWSLETTER_OUTBOX_DIR"])
+    process = popen_cli(env, "send", issue, "--yes")
+    try:
+        wait_for(lambda: outbox.is_dir() and len(os.listdir(outbox)) >= 500, 120, "500 files")
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.close()
+        process.stderr.close()
+    in_flight = in_flight_emails(engine, issue)
+    assert 0 < len(in_flight) <= 1000  # one batch was being written
+    # A half-written file of one of them, as a kill during a write leaves it.
+    ids = subscriber_ids(engine)
+    victim = sorted(in_flight)[-1]
+    half = outbox / f"{issue}-{ids[victim]}-{victim}-deadbeef.tmp"
+    half.write_bytes(b"From: half a message")
+
+    # No wait for the lease (60 s): the killed sender was on this host and is gone.
+    resumed = run_cli(env, "send", issue, "--yes")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "settled from the files" in resumed.stdout
+    assert not list(outbox.glob("*.tmp"))
+    counts: Counter[str] = Counter(
+        str(email.message_from_bytes(path.read_bytes(), policy=default)["To"])
+        for path in outbox.glob("*.eml")
+    )
+    assert set(counts) == emails and set(counts.values()) == {1}
+    assert ledger_states(engine, issue) == {"sent": 1500}

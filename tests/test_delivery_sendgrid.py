@@ -104,18 +104,18 @@ def test_2500_subscribers_three_requests_each_address_once(
         assert _resolve_unsubscribe(sg_settings, sg_engine, url) == ids[item["to"][0]["email"]]
 
 
-def test_429_and_500_are_retried_and_nobody_is_mailed_twice(
+def test_429_and_503_are_retried_and_nobody_is_mailed_twice(
     sg_settings: Settings, sg_engine: Engine, fake: FakeSendGrid
 ) -> None:
     issue = make_issue(sg_settings, sg_engine)
     emails = add_subscribers(sg_engine, 2100)
     fake.fail_next(429, message="too many requests", reset_in=1)
-    fake.fail_next(500, message="internal error")
+    fake.fail_next(503, message="service unavailable")
 
     report = send_issue(sg_settings, sg_engine, issue)
 
     assert report.sent == 2100
-    assert fake.statuses[:2] == [429, 500]
+    assert fake.statuses[:2] == [429, 503]
     counts = fake.address_counts()
     assert set(counts) == set(emails) and set(counts.values()) == {1}
     assert issue_status(sg_engine, issue) == "sent"

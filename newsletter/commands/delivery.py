@@ -187,15 +187,31 @@ def send(
     )
     if report.requeued:
         console.print(f"{report.requeued} recipients of uncertain batches were sent again on request.")
+    if report.reconciled:
+        console.print(f"{report.reconciled} recipients of interrupted outbox batches settled from the files.")
+    if report.gave_up:
+        err_console.print(
+            f"{report.gave_up} recipients deferred by the server for longer than DEFER_GIVE_UP are "
+            f"marked failed (see `newsletter status {issue_id}`).",
+            style="yellow",
+        )
+    for batch in report.live:
+        until = f"{batch.lease_until:%H:%M:%S} UTC" if batch.lease_until else "?"
+        err_console.print(
+            f"not resent: batch {batch.batch_id} ({batch.recipients} recipients) belongs to a live "
+            f"send by {batch.worker or '?'} (its lease runs to {until} and is being renewed). Wait for "
+            "that send to end; if it was killed, its lease expires within NEWSLETTER_LEASE_SECONDS.",
+            style="yellow",
+        )
     if report.uncertain:
         err_console.print(
             f"{report.uncertain} recipients are uncertain (no answer from the provider); they are "
             f"not resent automatically: see `newsletter status {issue_id}`.",
             style="yellow",
         )
-    elif report.remaining and not report.interrupted:
+    elif report.in_flight and not report.interrupted:
         err_console.print(
-            f"{report.remaining} recipients are still in flight: uncertain batches left by an "
+            f"{report.in_flight} recipients are still in flight: uncertain batches left by an "
             f"earlier crash (never resent automatically) or another send in progress. See `newsletter "
             f"status {issue_id}`; `newsletter send {issue_id} --resend-uncertain` resends them on purpose.",
             style="yellow",
@@ -206,6 +222,13 @@ def send(
             f"Run `newsletter send {issue_id}` to resume where it stopped."
         )
         raise typer.Exit(INTERRUPTED_EXIT)
+    if not report.complete:
+        pending = max(0, report.remaining - report.in_flight - report.deferred)
+        line = f"incomplete: {report.in_flight} in flight / {report.deferred} deferred"
+        if pending:
+            line += f" / {pending} pending"
+        err_console.print(f"{line}; issue {issue_id} is not fully sent (see `newsletter status {issue_id}`).")
+        raise typer.Exit(1)
 
 
 def status(issue_id: str = typer.Argument(..., help="The issue.")) -> None:
@@ -220,6 +243,12 @@ def status(issue_id: str = typer.Argument(..., help="The issue.")) -> None:
     table.add_row("total", str(report.total), style="bold")
     console.print(table)
     console.print("events: " + ", ".join(f"{name} {count}" for name, count in report.events.items()))
+    if report.deferred:
+        console.print(f"{report.deferred} recipients deferred by the server, retried by the next send.")
+    if report.failed:
+        console.print(f"failed addresses ({report.counts.get('failed', 0)}):")
+        for address, reason in report.failed:
+            console.print(f"  {address}: {reason}", markup=False, highlight=False)
     if report.uncertain:
         console.print(
             f"{len(report.uncertain)} batch(es) in flight with {report.uncertain_recipients} recipients "

@@ -43,6 +43,9 @@ __all__ = [
 ]
 
 
+FAILED_SHOWN = 200
+
+
 @dataclass
 class StatusReport:
     issue_id: str
@@ -50,6 +53,8 @@ class StatusReport:
     counts: dict[str, int]
     uncertain: list[UncertainBatch] = field(default_factory=list)
     events: dict[str, int] = field(default_factory=dict)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (address, reason), the first ones
+    deferred: int = 0
 
     @property
     def total(self) -> int:
@@ -72,4 +77,6 @@ def delivery_status(engine: Engine, issue_id: str) -> StatusReport:
         counts=ledger.counts_by_state(engine, issue_id),
         uncertain=ledger.uncertain_batches(engine, issue_id),
         events=ledger.event_counts(engine, issue_id),
+        failed=ledger.failed_addresses(engine, issue_id, limit=FAILED_SHOWN),
+        deferred=ledger.deferred_count(engine, issue_id),
     )

@@ -21,7 +21,7 @@ import socket
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -36,6 +36,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     update,
 )
@@ -45,6 +46,7 @@ from newsletter.db import is_postgres
 from newsletter.tables import (
     DeliveryBatchRow,
     DeliveryRow,
+    IssueRow,
     SubscriberRow,
     SuppressionRow,
     UTCDateTime,
@@ -57,14 +59,19 @@ B = cast(Table, DeliveryBatchRow.__table__)
 S = cast(Table, SubscriberRow.__table__)
 SUP = cast(Table, SuppressionRow.__table__)
 EV = cast(Table, WebhookEventRow.__table__)
+ISS = cast(Table, IssueRow.__table__)
 
 STATES = ("pending", "in_flight", "sent", "failed", "suppressed")
 MAILABLE_STATUS = "confirmed"
 
 
-def worker_name() -> str:
-    """host:pid, recorded on each batch so `status` can say who claimed it."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+def worker_name(configured: str | None = None) -> str:
+    """host:pid (or NEWSLETTER_WORKER_NAME), recorded on each batch so `status` can say who holds it."""
+    return configured or f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _lease(seconds: float) -> datetime:
+    return utcnow() + timedelta(seconds=seconds)
 
 
 def _eligible() -> Any:
@@ -141,7 +148,14 @@ class Claim:
 
 
 def claim_batch(
-    engine: Engine, issue_id: str, limit: int, *, worker: str, provider: str, after: int = 0
+    engine: Engine,
+    issue_id: str,
+    limit: int,
+    *,
+    worker: str,
+    provider: str,
+    after: int = 0,
+    lease_seconds: float = 60.0,
 ) -> Claim | None:
     """Mark up to ``limit`` pending rows (subscriber id > ``after``) in_flight under a new batch; COMMIT.
 
@@ -152,6 +166,8 @@ def claim_batch(
     Subscribers who stopped being mailable since their row was written (they
     unsubscribed, bounced, complained or were suppressed mid-send) are marked
     ``suppressed`` here, in the same transaction. None when nothing was pending.
+    Rows deferred by the server (``not_before`` in the future) wait for their time.
+    The batch carries a lease of ``lease_seconds`` that its sender renews (``renew_leases``).
     """
     batch_id = str(uuid.uuid4())
     now = utcnow()
@@ -166,11 +182,17 @@ def claim_batch(
                 provider=provider,
                 recipients=0,
                 created_at=now,
+                lease_until=now + timedelta(seconds=lease_seconds),
             )
         )
         picked = (
             select(D.c.id)
-            .where(D.c.issue_id == issue_id, D.c.state == "pending", D.c.subscriber_id > after)
+            .where(
+                D.c.issue_id == issue_id,
+                D.c.state == "pending",
+                D.c.subscriber_id > after,
+                or_(D.c.not_before.is_(None), D.c.not_before <= now),
+            )
             .order_by(D.c.subscriber_id)
             .limit(limit)
         )
@@ -252,29 +274,65 @@ class Outcome:
 
     sent: dict[int, str | None] = field(default_factory=dict)  # id -> message id
     failed: dict[int, str] = field(default_factory=dict)  # id -> error
+    # the provider refuses the address itself: failed, and kept from later sends (suppressed)
+    refused: dict[int, str] = field(default_factory=dict)
+    # never handed over (a connection failed, the send stopped): pending again at once
     deferred: list[int] = field(default_factory=list)
+    # the server said "later" for this recipient (SMTP 4xx): id -> its reply; pending
+    # again after a backoff, failed once deferred for longer than ``give_up``
+    temporary: dict[int, str] = field(default_factory=dict)
     uncertain: list[int] = field(default_factory=list)
 
 
 def record_outcome(
-    engine: Engine, batch_id: str, outcome: Outcome, *, batch_message_id: str | None, error: str | None
-) -> None:
+    engine: Engine,
+    batch_id: str,
+    outcome: Outcome,
+    *,
+    batch_message_id: str | None,
+    error: str | None,
+    backoff: float = 1.0,
+    give_up: float = 3 * 24 * 3600.0,
+) -> int:
+    """Record a push's outcome in one transaction. Returns how many deferred recipients gave up."""
     now = utcnow()
+    gave_up = 0
     with engine.begin() as conn:
         if outcome.sent:
             conn.execute(
                 update(D)
                 .where(D.c.id == bindparam("row_id"), D.c.state == "in_flight")
-                .values(state="sent", message_id=bindparam("mid"), updated_at=now),
+                .values(state="sent", message_id=bindparam("mid"), not_before=None, updated_at=now),
                 [{"row_id": key, "mid": value} for key, value in outcome.sent.items()],
             )
-        if outcome.failed:
+        failed = {**outcome.failed, **outcome.refused}
+        if outcome.temporary:
+            retry, expired = _schedule_deferred(conn, outcome.temporary, now, backoff, give_up)
+            failed.update(expired)
+            gave_up = len(expired)
+            if retry:
+                conn.execute(
+                    update(D)
+                    .where(D.c.id == bindparam("row_id"), D.c.state == "in_flight")
+                    .values(
+                        state="pending",
+                        batch_id=None,
+                        not_before=bindparam("nb"),
+                        deferred_since=bindparam("since"),
+                        error=bindparam("err"),
+                        updated_at=now,
+                    ),
+                    retry,
+                )
+        if failed:
             conn.execute(
                 update(D)
                 .where(D.c.id == bindparam("row_id"), D.c.state == "in_flight")
-                .values(state="failed", error=bindparam("err"), updated_at=now),
-                [{"row_id": key, "err": value[:2000]} for key, value in outcome.failed.items()],
+                .values(state="failed", error=bindparam("err"), not_before=None, updated_at=now),
+                [{"row_id": key, "err": value[:2000]} for key, value in failed.items()],
             )
+        if outcome.refused:
+            _suppress_rows(conn, list(outcome.refused), engine)
         if outcome.deferred:
             conn.execute(
                 update(D)
@@ -295,8 +353,50 @@ def record_outcome(
                 provider_message_id=batch_message_id,
                 error=error,
                 finished_at=None if state == "in_flight" else now,
+                # an uncertain batch is held by nobody from now on (see requeue_uncertain)
+                lease_until=now,
             )
         )
+    return gave_up
+
+
+def _schedule_deferred(
+    conn: Connection, replies: Mapping[int, str], now: datetime, backoff: float, give_up: float
+) -> tuple[list[dict[str, Any]], dict[int, str]]:
+    """Deferred rows: (updates putting them back with a not-before time, rows that gave up -> error).
+
+    The wait doubles with each deferral: it is as long as the recipient has been deferred
+    so far (at least ``backoff``, at most an hour), so a greylisting server is retried
+    soon, and one that keeps deferring is retried ever more rarely until ``give_up``.
+    """
+    since_by_id = dict(
+        conn.execute(select(D.c.id, D.c.deferred_since).where(D.c.id.in_(list(replies)))).all()
+    )
+    retry: list[dict[str, Any]] = []
+    expired: dict[int, str] = {}
+    for row_id, reply in replies.items():
+        since = since_by_id.get(row_id) or now
+        waited = (now - since).total_seconds()
+        if waited >= give_up:
+            expired[row_id] = f"deferred for {waited / 3600:.1f} h, gave up; last reply: {reply}"
+            continue
+        wait = min(3600.0, max(backoff, waited))
+        retry.append(
+            {"row_id": row_id, "nb": now + timedelta(seconds=wait), "since": since, "err": reply[:2000]}
+        )
+    return retry, expired
+
+
+def _suppress_rows(conn: Connection, row_ids: list[int], engine: Engine) -> None:
+    """Put the addresses of these delivery rows on the suppression list (never mailed again)."""
+    rows = select(S.c.email_hash, literal("refused by the provider"), literal(utcnow(), UTCDateTime)).where(
+        S.c.id.in_(select(D.c.subscriber_id).where(D.c.id.in_(row_ids)))
+    )
+    columns = ["email_hash", "reason", "created_at"]
+    dialect: Any = postgresql if is_postgres(engine) else sqlite
+    conn.execute(
+        dialect.insert(SUP).from_select(columns, rows).on_conflict_do_nothing(index_elements=["email_hash"])
+    )
 
 
 def release_batch(engine: Engine, batch_id: str, error: str) -> int:
@@ -309,15 +409,63 @@ def release_batch(engine: Engine, batch_id: str, error: str) -> int:
             .values(state="pending", batch_id=None, updated_at=now)
         ).rowcount
         conn.execute(
-            update(B).where(B.c.id == batch_id).values(state="failed", error=error[:2000], finished_at=now)
+            update(B)
+            .where(B.c.id == batch_id)
+            .values(state="failed", error=error[:2000], finished_at=now, lease_until=now)
         )
     return int(count)
 
 
 def note_uncertain(engine: Engine, batch_id: str, error: str) -> None:
-    """The request may or may not have reached the provider: leave the rows in_flight."""
+    """The request may or may not have reached the provider: leave the rows in_flight.
+
+    Its sender no longer holds it (the lease ends now): a webhook or
+    ``--resend-uncertain``, from any host, may settle it.
+    """
     with engine.begin() as conn:
-        conn.execute(update(B).where(B.c.id == batch_id).values(error=f"uncertain: {error}"[:2000]))
+        conn.execute(
+            update(B)
+            .where(B.c.id == batch_id)
+            .values(error=f"uncertain: {error}"[:2000], lease_until=utcnow())
+        )
+
+
+# --- leases ---------------------------------------------------------------------------------
+
+
+def renew_leases(engine: Engine, batch_ids: Iterable[str], lease_seconds: float) -> int:
+    """The sender still works on these batches: push their leases forward."""
+    ids = list(batch_ids)
+    if not ids:
+        return 0
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(B)
+            .where(B.c.id.in_(ids), B.c.state == "in_flight")
+            .values(lease_until=_lease(lease_seconds))
+        )
+    return int(result.rowcount or 0)
+
+
+def take_over(engine: Engine, batch: UncertainBatch, worker: str, lease_seconds: float) -> bool:
+    """Become the holder of an abandoned batch; False when someone holds it (or took it first).
+
+    Atomic: of two processes taking over the same batch, one wins the UPDATE.
+    """
+    if batch.held_by_someone():
+        return False
+    now = utcnow()
+    free = or_(B.c.lease_until.is_(None), B.c.lease_until <= now)
+    if batch.lease_until is not None and batch.lease_until > now:
+        # its sender on this host is gone: free unless someone renewed it since we looked
+        free = and_(B.c.worker == batch.worker, B.c.lease_until == batch.lease_until)
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(B)
+            .where(B.c.id == batch.batch_id, B.c.state == "in_flight", free)
+            .values(worker=worker, lease_until=now + timedelta(seconds=lease_seconds))
+        )
+    return bool(result.rowcount)
 
 
 # --- uncertain batches ----------------------------------------------------------------------
@@ -331,19 +479,48 @@ class UncertainBatch:
     created_at: datetime
     recipients: int
     error: str | None
+    lease_until: datetime | None = None
+
+    def held_by_someone(self) -> bool:
+        """True while its sender (on any host) keeps renewing the lease.
+
+        A sender on this host whose process is gone holds nothing even before its
+        lease runs out: a local crash is taken over at once.
+        """
+        if self.lease_until is not None:
+            return self.lease_until > utcnow() and not _local_process_gone(self.worker)
+        return _worker_alive(self.worker)  # a batch claimed before leases existed
 
 
-def uncertain_batches(engine: Engine, issue_id: str) -> list[UncertainBatch]:
+def uncertain_batches(engine: Engine, issue_id: str, provider: str | None = None) -> list[UncertainBatch]:
     """Batches with rows still in_flight: in progress right now, or left by a crash."""
     stmt = (
-        select(B.c.id, B.c.worker, B.c.provider, B.c.created_at, func.count(D.c.id), B.c.error)
+        select(
+            B.c.id, B.c.worker, B.c.provider, B.c.created_at, func.count(D.c.id), B.c.error, B.c.lease_until
+        )
         .select_from(B.join(D, and_(D.c.batch_id == B.c.id, D.c.state == "in_flight")))
         .where(B.c.issue_id == issue_id)
-        .group_by(B.c.id, B.c.worker, B.c.provider, B.c.created_at, B.c.error)
+        .group_by(B.c.id, B.c.worker, B.c.provider, B.c.created_at, B.c.error, B.c.lease_until)
         .order_by(B.c.created_at)
     )
+    if provider is not None:
+        stmt = stmt.where(B.c.provider == provider)
     with engine.connect() as conn:
         return [UncertainBatch(*row) for row in conn.execute(stmt)]
+
+
+def _local_process_gone(worker: str | None) -> bool:
+    """True only when ``worker`` names a process of this host (host:pid) that no longer exists."""
+    host, _, pid = (worker or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def _worker_alive(worker: str | None) -> bool:
@@ -364,35 +541,71 @@ def _worker_alive(worker: str | None) -> bool:
     return True
 
 
-def requeue_uncertain(engine: Engine, issue_id: str) -> tuple[int, int]:
+@dataclass
+class Requeued:
+    batches: int = 0
+    rows: int = 0
+    # batches a live sender still holds (its lease is being renewed): left alone
+    live: list[UncertainBatch] = field(default_factory=list)
+
+
+def requeue_uncertain(
+    engine: Engine, issue_id: str, *, worker: str = "", lease_seconds: float = 60.0
+) -> Requeued:
     """Put the rows of abandoned in_flight batches back to pending (``--resend-uncertain``).
 
-    Batches held by a live process on this host are left alone. Returns
-    (batches requeued, rows requeued).
+    Only batches whose lease has expired, on any host: a live sender keeps renewing
+    the lease of the batch it is sending, so its batch is never taken.
     """
-    batches = 0
-    rows = 0
-    now = utcnow()
+    done = Requeued()
     for batch in uncertain_batches(engine, issue_id):
-        if _worker_alive(batch.worker):
+        if not take_over(engine, batch, worker or worker_name(), lease_seconds):
+            done.live.append(batch)
             continue
-        with engine.begin() as conn:
-            moved = conn.execute(
-                update(D)
-                .where(D.c.batch_id == batch.batch_id, D.c.state == "in_flight")
-                .values(state="pending", batch_id=None, updated_at=now)
-            ).rowcount
-            conn.execute(
-                update(B)
-                .where(B.c.id == batch.batch_id)
-                .values(
-                    state="failed", error="uncertain: resent on request (--resend-uncertain)", finished_at=now
-                )
-            )
+        moved = settle_rows(
+            engine, batch.batch_id, sent=[], error="uncertain: resent on request (--resend-uncertain)"
+        )
         if moved:
-            batches += 1
-            rows += moved
-    return batches, rows
+            done.batches += 1
+            done.rows += moved
+    return done
+
+
+def in_flight_rows(engine: Engine, batch_id: str) -> list[tuple[int, int]]:
+    """(delivery id, subscriber id) of a batch's rows still in flight."""
+    with engine.connect() as conn:
+        return [
+            (int(a), int(b))
+            for a, b in conn.execute(
+                select(D.c.id, D.c.subscriber_id).where(D.c.batch_id == batch_id, D.c.state == "in_flight")
+            )
+        ]
+
+
+def settle_rows(engine: Engine, batch_id: str, *, sent: list[int], error: str) -> int:
+    """Settle a taken-over batch: ``sent`` rows are sent, its other in-flight rows pending again.
+
+    Returns how many went back to pending.
+    """
+    now = utcnow()
+    with engine.begin() as conn:
+        if sent:
+            conn.execute(
+                update(D)
+                .where(D.c.id.in_(sent), D.c.batch_id == batch_id, D.c.state == "in_flight")
+                .values(state="sent", updated_at=now)
+            )
+        moved = conn.execute(
+            update(D)
+            .where(D.c.batch_id == batch_id, D.c.state == "in_flight")
+            .values(state="pending", batch_id=None, updated_at=now)
+        ).rowcount
+        conn.execute(
+            update(B)
+            .where(B.c.id == batch_id)
+            .values(state="sent" if sent else "failed", error=error[:2000], finished_at=now, lease_until=now)
+        )
+    return int(moved or 0)
 
 
 # --- counting -------------------------------------------------------------------------------
@@ -416,6 +629,72 @@ def remaining(engine: Engine, issue_id: str) -> int:
                 select(func.count()).where(D.c.issue_id == issue_id, D.c.state.in_(("pending", "in_flight")))
             ).scalar_one()
         )
+
+
+def failed_addresses(engine: Engine, issue_id: str, *, limit: int) -> list[tuple[str, str]]:
+    """(address, reason) of the issue's failed recipients, the first ``limit`` by subscriber id."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(S.c.email, D.c.error)
+            .select_from(D.join(S, S.c.id == D.c.subscriber_id))
+            .where(D.c.issue_id == issue_id, D.c.state == "failed")
+            .order_by(D.c.subscriber_id)
+            .limit(limit)
+        )
+        return [(str(email or "(erased)"), str(error or "no reason recorded")) for email, error in rows]
+
+
+def deferred_count(engine: Engine, issue_id: str) -> int:
+    """Pending rows a server deferred (4xx), waiting for their next try."""
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                select(func.count()).where(
+                    D.c.issue_id == issue_id, D.c.state == "pending", D.c.not_before.is_not(None)
+                )
+            ).scalar_one()
+        )
+
+
+def next_deferred_wait(engine: Engine, issue_id: str, *, within: float) -> float | None:
+    """Seconds until every deferred row due within ``within`` seconds is due (0 if all are).
+
+    None when no deferred row is due that soon. Waiting for the last of them, not the
+    first, gives each one try per round after the rest of the send.
+    """
+    horizon = utcnow() + timedelta(seconds=within)
+    with engine.connect() as conn:
+        latest = conn.execute(
+            select(func.max(D.c.not_before)).where(
+                D.c.issue_id == issue_id,
+                D.c.state == "pending",
+                D.c.not_before.is_not(None),
+                D.c.not_before <= horizon,
+            )
+        ).scalar()
+    if latest is None:
+        return None
+    if not isinstance(latest, datetime):  # in case a driver bypasses the column type
+        latest = datetime.fromisoformat(str(latest))
+    if latest.tzinfo is None:
+        latest = latest.replace(tzinfo=UTC)
+    return max(0.0, (latest - utcnow()).total_seconds())
+
+
+def unfreeze_if_untouched(engine: Engine, issue_id: str) -> bool:
+    """A send that mailed nobody (no row sent or in flight) leaves the issue a draft, unpublished.
+
+    The public archive lists sending and sent issues; one whose every attempt failed
+    before anyone was mailed must not appear there.
+    """
+    touched = exists().where(D.c.issue_id == issue_id, D.c.state.in_(("sent", "in_flight")))
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(ISS)
+            .where(ISS.c.id == issue_id, ISS.c.status == "sending", ~touched)
+            .values(status="draft", send_started_at=None)
+        )
+    return bool(result.rowcount)
 
 
 def recipients_to_send(engine: Engine, issue_id: str) -> int:

@@ -29,7 +29,15 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.config import Settings
 from newsletter.delivery import ledger
-from newsletter.delivery.messengers import Content, Messenger, PushResult, Recipient, get_messenger
+from newsletter.delivery.messengers import (
+    Content,
+    Messenger,
+    OutboxMessenger,
+    PushResult,
+    Recipient,
+    WaitInterrupted,
+    get_messenger,
+)
 from newsletter.errors import DeliveryError, NotFoundError, ProviderError, SubscriberError, driver_message
 from newsletter.render import substitutions
 from newsletter.subscribers import UnsubscribeLinks, normalize_email
@@ -81,7 +89,17 @@ class SendReport:
     already_sent: bool = False
     issue_status: str = "draft"
     remaining: int = 0
+    in_flight: int = 0  # rows still in flight when the send ended (uncertain, or another sender's)
+    deferred: int = 0  # rows the server deferred, waiting for their not-before time
+    gave_up: int = 0  # deferred recipients marked failed after DEFER_GIVE_UP
+    reconciled: int = 0  # outbox rows of interrupted batches settled against the files
+    live: list[ledger.UncertainBatch] = field(default_factory=list)  # held by a live sender
     error: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        """The issue went to everyone (nobody in flight, deferred or pending)."""
+        return self.already_sent or self.issue_status == "sent"
 
     @property
     def rate(self) -> float:
@@ -219,6 +237,53 @@ class _PendingPages:
         self._unclaimed = max(0, self._unclaimed - count)
 
 
+class _Leases:
+    """The batches this process holds, their leases renewed from a helper thread.
+
+    Another process (on any host) takes over a batch only once its lease has
+    expired, so a sender that is alive, even one waiting minutes for an answer,
+    never has its batch resent under it. Ready for several batches in flight.
+    """
+
+    def __init__(self, engine: Engine, seconds: float) -> None:
+        self._engine = engine
+        self.seconds = seconds
+        self._held: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lease", daemon=True)
+
+    def __enter__(self) -> _Leases:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def hold(self, batch_id: str) -> None:
+        with self._lock:
+            self._held.add(batch_id)
+
+    def drop(self, batch_id: str) -> None:
+        with self._lock:
+            self._held.discard(batch_id)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.seconds / 3):
+            with self._lock:
+                held = list(self._held)
+            try:
+                ledger.renew_leases(self._engine, held, self.seconds)
+            except SQLAlchemyError as exc:  # the next renewal may succeed; the lease has slack
+                log.warning("renewing the leases of %d batches failed: %s", len(held), driver_message(exc))
+
+
+# how long a send waits, at most, for a deferred recipient's next try before it stops
+# (they stay pending with their not-before time; a later run retries them)
+MAX_DEFER_WAIT = 60.0
+
+
 def send_issue(
     settings: Settings,
     engine: Engine,
@@ -238,70 +303,55 @@ def send_issue(
     """
     started = time.monotonic()
     _subject, status = _issue_row(engine, issue_id)
+    stop = stop or threading.Event()
     own_messenger = messenger is None
     if messenger is None:
-        messenger = get_messenger(settings, provider)
+        messenger = get_messenger(settings, provider, stop=stop)
     report = SendReport(issue_id=issue_id, provider=messenger.name, issue_status=status)
     if status == "sent":
         report.already_sent = True
         if own_messenger:
             messenger.close()
         return report
-    worker = worker or ledger.worker_name()
+    worker = worker or ledger.worker_name(settings.worker_name)
     finished = False
     # One helper thread: the request goes out on it while this thread prepares the next batch.
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="push")
+    leases = _Leases(engine, settings.lease_seconds)
     try:
         # Frozen first, then read: a rebuild can no longer change the archive between
         # reading what to send and the first batch (what was sent is what it shows).
         _mark_sending(engine, issue_id)
         content = load_content(settings, engine, issue_id)
+        if isinstance(messenger, OutboxMessenger):
+            report.reconciled = _reconcile_outbox(engine, messenger, issue_id, worker, settings.lease_seconds)
         if resend_uncertain:
-            _batches, report.requeued = ledger.requeue_uncertain(engine, issue_id)
+            requeued = ledger.requeue_uncertain(
+                engine, issue_id, worker=worker, lease_seconds=settings.lease_seconds
+            )
+            report.requeued, report.live = requeued.rows, requeued.live
         report.total = ledger.recipients_to_send(engine, issue_id)
         state = SendProgress(issue_id=issue_id, total=report.total)
-        builder = RecipientBuilder(settings)
-        batch_size = max(1, min(settings.batch_size, messenger.max_batch_size))
-        pages = _PendingPages(engine, issue_id, page_size=max(PAGE_SIZE, batch_size))
-        pages.fill()
-        claimed_up_to = 0  # the claim cursor (see ledger.claim_batch)
-        while True:
-            if stop is not None and stop.is_set():
-                report.interrupted = True
-                break
-            claim = ledger.claim_batch(
-                engine, issue_id, batch_size, worker=worker, provider=messenger.name, after=claimed_up_to
-            )
-            if claim is None:
-                # Nothing pending past the cursor: the next page (or subscribers who confirmed
-                # mid-send with an id beyond it); then one sweep from the start for rows
-                # behind the cursor (released by a failed batch, or skipped while another
-                # process held them). Done when neither finds anything.
-                if pages.fill(force=True):
-                    continue
-                if claimed_up_to:
-                    claimed_up_to = 0
-                    continue
-                break
-            claimed_up_to = claim.last_subscriber_id
-            pages.claimed(len(claim.recipients) + claim.suppressed)
-            state.suppressed += claim.suppressed
-            report.suppressed += claim.suppressed
-            if claim.recipients:
-                recipients = [
-                    builder.build(r.subscriber_id, r.email, r.email_hash, r.name) for r in claim.recipients
-                ]
-                # While the request is out, write the next page of pending rows (no claim).
-                meanwhile = functools.partial(pages.fill_if_low, batch_size)
-                _send_batch(messenger, content, recipients, engine, claim, report, state, pool, meanwhile)
-            if progress is not None:
-                progress(state)
-        exhausted = pages.exhausted
+        batch = _Batcher(settings, engine, messenger, content, worker, report, state, pool, leases)
+        with leases:
+            batch.run_pass(stop, progress)
+            # Recipients the server deferred (4xx) are retried after everyone else, while
+            # their next try is close; the rest wait for a later run.
+            for _round in range(settings.max_retries):
+                wait = ledger.next_deferred_wait(engine, issue_id, within=MAX_DEFER_WAIT)
+                if wait is None or stop.is_set():
+                    break
+                if stop.wait(wait):
+                    break
+                batch.run_pass(stop, progress)
         messenger.flush()
-        finished = exhausted and not report.interrupted
+        finished = batch.exhausted
+        if finished:
+            _wait_for_other_senders(engine, issue_id, stop)
     except DeliveryError as exc:
         report.error = str(exc)
         exc.report = report  # type: ignore[attr-defined]  # what was done before it stopped
+        _unfreeze_if_untouched(engine, issue_id)
         raise
     except SQLAlchemyError as exc:
         # The database went away or stayed locked mid-send. The ledger holds what was
@@ -318,11 +368,162 @@ def send_issue(
         pool.shutdown(wait=True)
         if own_messenger:
             messenger.close()
+    _settle_report(engine, issue_id, report, finished=finished, stopped=stop.is_set())
+    return report
+
+
+# the longest a finished send waits for other live senders' batches of the same issue
+MAX_WAIT_FOR_OTHERS = 900.0
+
+
+def _wait_for_other_senders(engine: Engine, issue_id: str, stop: threading.Event) -> None:
+    """Wait while another live sender (any host) holds batches of this issue.
+
+    So the report (and the exit code) tells whether the issue went out, not merely that
+    this process ran out of work while another one was finishing its last batch. A
+    sender that dies stops renewing its lease, which ends the wait.
+    """
+    deadline = time.monotonic() + MAX_WAIT_FOR_OTHERS
+    while time.monotonic() < deadline:
+        if not any(batch.held_by_someone() for batch in ledger.uncertain_batches(engine, issue_id)):
+            return
+        if stop.wait(0.2):
+            return
+
+
+def _settle_report(
+    engine: Engine, issue_id: str, report: SendReport, *, finished: bool, stopped: bool
+) -> None:
     report.remaining = ledger.remaining(engine, issue_id)
+    counts = ledger.counts_by_state(engine, issue_id)
+    report.in_flight = counts.get("in_flight", 0)
+    report.deferred = ledger.deferred_count(engine, issue_id)
+    report.interrupted = report.interrupted or (stopped and report.remaining > 0)
     if report.remaining == 0 and finished:
         _mark_sent(engine, issue_id)
+    else:
+        _unfreeze_if_untouched(engine, issue_id)
     report.issue_status = _issue_row(engine, issue_id)[1]
-    return report
+
+
+def _unfreeze_if_untouched(engine: Engine, issue_id: str) -> None:
+    """Nobody was mailed (nor may have been): the issue is a draft again, out of the public archive."""
+    try:
+        ledger.unfreeze_if_untouched(engine, issue_id)
+    except SQLAlchemyError as exc:  # only tidying: the send's own error matters more
+        log.warning("could not return issue %s to draft: %s", issue_id, driver_message(exc))
+
+
+def _reconcile_outbox(
+    engine: Engine, messenger: OutboxMessenger, issue_id: str, worker: str, lease_seconds: float
+) -> int:
+    """Settle outbox batches left in flight by a crash against the files on disk.
+
+    A row whose .eml exists was written (sent); the others were not (pending again);
+    half-written .tmp files are removed. Only batches whose lease expired (their
+    sender is gone): a live sender's batch is still being written.
+    """
+    settled = 0
+    for batch in ledger.uncertain_batches(engine, issue_id, provider=messenger.name):
+        if not ledger.take_over(engine, batch, worker, lease_seconds):
+            continue
+        rows = ledger.in_flight_rows(engine, batch.batch_id)
+        written = messenger.written(issue_id, {subscriber_id for _row, subscriber_id in rows})
+        sent = [row for row, subscriber_id in rows if subscriber_id in written]
+        ledger.settle_rows(
+            engine, batch.batch_id, sent=sent, error="reconciled with the outbox after an interruption"
+        )
+        settled += len(rows)
+    return settled
+
+
+class _Batcher:
+    """Claims, pushes and records batches until nothing is pending (one pass over the ledger)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        messenger: Messenger,
+        content: Content,
+        worker: str,
+        report: SendReport,
+        state: SendProgress,
+        pool: ThreadPoolExecutor,
+        leases: _Leases,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.messenger = messenger
+        self.content = content
+        self.worker = worker
+        self.report = report
+        self.state = state
+        self.pool = pool
+        self.leases = leases
+        self.builder = RecipientBuilder(settings)
+        self.batch_size = max(1, min(settings.batch_size, messenger.max_batch_size))
+        self.pages = _PendingPages(engine, content.issue_id or "", page_size=max(PAGE_SIZE, self.batch_size))
+        self.exhausted = False
+
+    def run_pass(self, stop: threading.Event, progress: ProgressCallback | None) -> None:
+        issue_id = self.content.issue_id or ""
+        pages = self.pages
+        pages.fill(force=True)
+        claimed_up_to = 0  # the claim cursor (see ledger.claim_batch)
+        while not stop.is_set():
+            claim = ledger.claim_batch(
+                self.engine,
+                issue_id,
+                self.batch_size,
+                worker=self.worker,
+                provider=self.messenger.name,
+                after=claimed_up_to,
+                lease_seconds=self.leases.seconds,
+            )
+            if claim is None:
+                # Nothing pending past the cursor: the next page (or subscribers who confirmed
+                # mid-send with an id beyond it); then one sweep from the start for rows
+                # behind the cursor (released by a failed batch, or skipped while another
+                # process held them). Done when neither finds anything.
+                if pages.fill(force=True):
+                    continue
+                if claimed_up_to:
+                    claimed_up_to = 0
+                    continue
+                break
+            claimed_up_to = claim.last_subscriber_id
+            pages.claimed(len(claim.recipients) + claim.suppressed)
+            self.state.suppressed += claim.suppressed
+            self.report.suppressed += claim.suppressed
+            if claim.recipients:
+                self.leases.hold(claim.batch_id)
+                try:
+                    self._send(claim)
+                finally:
+                    self.leases.drop(claim.batch_id)
+            if progress is not None:
+                progress(self.state)
+        self.exhausted = pages.exhausted
+
+    def _send(self, claim: ledger.Claim) -> None:
+        recipients = [
+            self.builder.build(r.subscriber_id, r.email, r.email_hash, r.name) for r in claim.recipients
+        ]
+        # While the request is out, write the next page of pending rows (no claim).
+        meanwhile = functools.partial(self.pages.fill_if_low, self.batch_size)
+        _send_batch(
+            self.messenger,
+            self.content,
+            recipients,
+            self.engine,
+            claim,
+            self.report,
+            self.state,
+            self.pool,
+            meanwhile,
+            self.settings,
+        )
 
 
 def _send_batch(
@@ -335,6 +536,7 @@ def _send_batch(
     state: SendProgress,
     pool: ThreadPoolExecutor,
     meanwhile: Callable[[], None],
+    settings: Settings,
 ) -> None:
     future = pool.submit(messenger.push, content, recipients)
     try:
@@ -350,10 +552,23 @@ def _send_batch(
             state.uncertain += len(recipients)
         else:
             ledger.release_batch(engine, claim.batch_id, str(exc))
+            if isinstance(exc, WaitInterrupted):
+                return  # SIGTERM during a wait: nothing was handed over; the loop stops
         raise
     except DeliveryError as exc:
         ledger.release_batch(engine, claim.batch_id, str(exc))
         raise
+    except Exception as exc:
+        # Anything else a messenger raises (a render error, a bad header...) happens before
+        # the batch is handed over: messengers that deliver one by one report what they
+        # delivered instead of raising. So nobody of this batch was mailed: back to pending.
+        ledger.release_batch(engine, claim.batch_id, f"{type(exc).__name__}: {exc}")
+        # the traceback only at DEBUG: the user gets the one line below
+        log.debug("%s: the batch failed before it was handed over", messenger.name, exc_info=True)
+        raise DeliveryError(
+            f"{messenger.name}: {type(exc).__name__}: {exc} (nobody of this batch was mailed; "
+            f"fix it and run `newsletter send {content.issue_id}` again)"
+        ) from exc
     report.batches += 1
     state.batches += 1
     if _all_accepted(result, recipients):
@@ -361,6 +576,34 @@ def _send_batch(
         report.sent += count
         state.sent += count
         return
+    outcome = _outcome(claim, result)
+    report.gave_up += ledger.record_outcome(
+        engine,
+        claim.batch_id,
+        outcome,
+        batch_message_id=result.batch_message_id,
+        error=result.error,
+        backoff=max(settings.retry_backoff, 0.01),
+        give_up=settings.defer_give_up,
+    )
+    failed = len(outcome.failed) + len(outcome.refused)
+    report.sent += len(outcome.sent)
+    report.failed += failed
+    report.uncertain += len(outcome.uncertain)
+    state.sent += len(outcome.sent)
+    state.failed += failed
+    state.uncertain += len(outcome.uncertain)
+    for email, reason in result.refused.items():
+        log.warning("%s refused %s: %s (marked failed, suppressed)", messenger.name, email, reason)
+    if result.error and outcome.deferred and not result.interrupted:
+        raise DeliveryError(
+            f"{messenger.name}: {result.error}; {len(outcome.deferred)} recipients left pending "
+            "(send again to resume)"
+        )
+
+
+def _outcome(claim: ledger.Claim, result: PushResult) -> ledger.Outcome:
+    """The messenger's per-address report as per-row ledger changes."""
     by_email = {r.email: r.delivery_id for r in claim.recipients}
     outcome = ledger.Outcome()
     accepted = set(result.accepted)
@@ -368,30 +611,24 @@ def _send_batch(
         outcome.sent[by_email[email]] = result.message_ids.get(email) or result.batch_message_id
     for email, error in result.failed.items():
         outcome.failed[by_email[email]] = error
+    for email, error in result.refused.items():
+        outcome.refused[by_email[email]] = error
+    for email, reply in result.temporary.items():
+        outcome.temporary[by_email[email]] = reply
     outcome.deferred = [by_email[email] for email in result.deferred]
     outcome.uncertain = [by_email[email] for email in result.uncertain]
-    seen = accepted | set(result.failed) | set(result.deferred) | set(result.uncertain)
+    seen = accepted | set(result.failed) | set(result.refused) | set(result.temporary)
+    seen |= set(result.deferred) | set(result.uncertain)
     # Anything the messenger did not report on is treated as uncertain (never resent silently).
     outcome.uncertain += [r.delivery_id for r in claim.recipients if r.email not in seen]
-    ledger.record_outcome(
-        engine, claim.batch_id, outcome, batch_message_id=result.batch_message_id, error=result.error
-    )
-    report.sent += len(outcome.sent)
-    report.failed += len(outcome.failed)
-    report.uncertain += len(outcome.uncertain)
-    state.sent += len(outcome.sent)
-    state.failed += len(outcome.failed)
-    state.uncertain += len(outcome.uncertain)
-    if result.error and outcome.deferred:
-        raise DeliveryError(
-            f"{messenger.name}: {result.error}; {len(outcome.deferred)} recipients left pending "
-            "(send again to resume)"
-        )
+    return outcome
 
 
 def _all_accepted(result: PushResult, recipients: Sequence[Recipient]) -> bool:
     return (
         not result.failed
+        and not result.refused
+        and not result.temporary
         and not result.deferred
         and not result.uncertain
         and not result.message_ids

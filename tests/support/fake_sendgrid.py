@@ -91,6 +91,11 @@ class FakeSendGrid:
         self._accepted = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        # faults after acceptance: the request is taken (recorded), then answered badly
+        self._after_accept: list[int] = []
+        self.trickle: float = 0.0  # > 0: accepted answers are written one byte per this many seconds
+        self.trickle_for: float = 5.0  # ...for at most this long, then the rest at once
+        self.refused: dict[str, str] = {}  # address -> message: refused with a 400 naming its position
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -135,8 +140,11 @@ class FakeSendGrid:
         field: str | None = None,
         reset_in: float | None = None,
         delay: float = 0.0,
+        retry_after: float | None = None,
     ) -> None:
         headers: dict[str, str] = {}
+        if retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
         if reset_in is not None:
             headers["X-RateLimit-Reset"] = str(int(time.time() + reset_in))
             headers["X-RateLimit-Limit"] = "600"
@@ -154,6 +162,16 @@ class FakeSendGrid:
                 Failure(status, {"errors": [{"message": message, "field": field, "help": None}]})
             ]
             self._sticky = True
+
+    def accept_then(self, status: int) -> None:
+        """The next valid request is taken (SendGrid mails it), then answered ``status`` (502, 504)."""
+        with self._lock:
+            self._after_accept.append(status)
+
+    def refuse_address(self, address: str, message: str = "Does not contain a valid address.") -> None:
+        """Requests carrying ``address`` get SendGrid's 400 naming its position, nothing is mailed."""
+        with self._lock:
+            self.refused[address] = message
 
     def clear_failures(self) -> None:
         with self._lock:
@@ -216,6 +234,10 @@ class FakeSendGrid:
         if problem is not None:
             self._answer(handler, 400, _errors(*problem))
             return
+        refusals = self._refusals(body)
+        if refusals:
+            self._answer(handler, 400, {"errors": refusals})
+            return
         message_id = uuid.uuid4().hex[:22]
         # Accepted: SendGrid would mail these now, whether or not the client reads the answer.
         with self._lock:
@@ -234,7 +256,49 @@ class FakeSendGrid:
                     self.bodies.append(meta)
         if self.delay:
             time.sleep(self.delay)
+        with self._lock:
+            after = self._after_accept.pop(0) if self._after_accept else None
+        if after is not None:
+            self._answer(handler, after, _errors("upstream gateway failure", None))
+            return
+        if self.trickle:
+            self._trickle(handler, message_id)
+            return
         self._answer(handler, 202, None, {"X-Message-Id": message_id})
+
+    def _refusals(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        with self._lock:
+            refused = dict(self.refused)
+        return [
+            {
+                "message": refused[p["to"][0]["email"]],
+                "field": f"personalizations.{i}.to.0.email",
+                "help": None,
+            }
+            for i, p in enumerate(body["personalizations"])
+            if p["to"][0]["email"] in refused
+        ]
+
+    def _trickle(self, handler: _Handler, message_id: str) -> None:
+        """A 202 written a byte at a time, as a congested proxy would: the client must not wait it out."""
+        with self._lock:
+            self.statuses.append(202)
+        answer = (
+            f"HTTP/1.1 202 Accepted\r\nX-Message-Id: {message_id}\r\nX-Padding: {'x' * 400}\r\n"
+            "Content-Length: 0\r\n\r\n"
+        ).encode()
+        deadline = time.monotonic() + self.trickle_for
+        try:
+            for index in range(len(answer)):
+                if time.monotonic() > deadline:
+                    handler.wfile.write(answer[index:])
+                    break
+                handler.wfile.write(answer[index : index + 1])
+                handler.wfile.flush()
+                time.sleep(self.trickle)
+        except OSError:  # the client gave up (as it should)
+            pass
+        handler.close_connection = True
 
     def _answer(
         self,

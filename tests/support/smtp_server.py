@@ -5,6 +5,11 @@
 would; the client must reconnect and deliver the message again.
 ``reply_codes``: {address: "450 ..." or "550 ..."} answers RCPT for that address
 (a "450" is answered once, then the address is accepted).
+``defer_always``: addresses answered "451 4.7.1 ..." at RCPT every time.
+``drop_in_data``: {address}: the connection is cut after that message's body
+arrived, before any reply (the client cannot know whether it was delivered);
+the message is not recorded. Once per address.
+``down``: use ``SmtpServer.down_url()`` for a port where nothing listens.
 
     with SmtpServer() as server:
         ... NEWSLETTER_SMTP_URL=server.url ...
@@ -61,11 +66,22 @@ class _Handler:
                 del owner.reply_codes[address]  # temporary: answered once
         if code is not None:
             return code
+        if address in owner.defer_always:
+            with owner._lock:
+                owner.deferrals[address] += 1
+            return "451 4.7.1 Greylisted, please try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, smtp: SMTP, session: Session, envelope: Envelope) -> str:
         data = envelope.original_content or b""
+        with self.server._lock:
+            cut = [a for a in envelope.rcpt_tos if a in self.server.drop_in_data]
+            self.server.drop_in_data -= set(cut)
+            self.server.cut_in_data.extend(cut)
+        if cut and smtp.transport is not None:
+            smtp.transport.abort()
+            return "421 connection dropped"
         with self.server._lock:
             self.server.messages.append((list(envelope.rcpt_tos), data))
         return "250 Message accepted for delivery"
@@ -90,8 +106,19 @@ class _Controller(Controller):
 
 
 class SmtpServer:
-    def __init__(self, *, drop_after: int | None = None, reply_codes: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        drop_after: int | None = None,
+        reply_codes: dict[str, str] | None = None,
+        defer_always: set[str] | None = None,
+        drop_in_data: set[str] | None = None,
+    ) -> None:
         self.drop_after = drop_after
+        self.defer_always = set(defer_always or ())
+        self.deferrals: Counter[str] = Counter()
+        self.drop_in_data = set(drop_in_data or ())
+        self.cut_in_data: list[str] = []
         self.dropped = False
         self.reply_codes = dict(reply_codes or {})
         self.messages: list[tuple[list[str], bytes]] = []
@@ -124,6 +151,11 @@ class SmtpServer:
     @property
     def url(self) -> str:
         return f"smtp://127.0.0.1:{self.port}"
+
+    @staticmethod
+    def down_url() -> str:
+        """An SMTP URL where nothing listens (the server is down: connections are refused)."""
+        return f"smtp://127.0.0.1:{free_port()}"
 
     def recipients(self) -> Counter[str]:
         with self._lock:

@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+import threading
+
 from newsletter.config import Settings
-from newsletter.delivery.messengers.base import Content, Messenger, PushResult, Recipient
+from newsletter.delivery.messengers.base import (
+    Content,
+    Messenger,
+    PushResult,
+    Recipient,
+    Waiter,
+    WaitInterrupted,
+)
 from newsletter.delivery.messengers.outbox import OutboxMessenger
 from newsletter.errors import ConfigError
 
-__all__ = ["PROVIDERS", "Content", "Messenger", "OutboxMessenger", "PushResult", "Recipient", "get_messenger"]
+__all__ = [
+    "PROVIDERS",
+    "Content",
+    "Messenger",
+    "OutboxMessenger",
+    "PushResult",
+    "Recipient",
+    "WaitInterrupted",
+    "Waiter",
+    "get_messenger",
+]
 
 PROVIDERS = ("outbox", "smtp", "sendgrid")
 
 
-def get_messenger(settings: Settings, name: str | None = None) -> Messenger:
+def get_messenger(
+    settings: Settings, name: str | None = None, *, stop: threading.Event | None = None
+) -> Messenger:
+    """The provider's messenger; ``stop`` cuts its waits between retries short (SIGTERM)."""
     provider = name or settings.provider
     if provider == "outbox":
         return OutboxMessenger(settings.outbox_dir)
@@ -27,6 +49,7 @@ def get_messenger(settings: Settings, name: str | None = None) -> Messenger:
             timeout=settings.smtp_timeout,
             max_retries=settings.max_retries,
             backoff=settings.retry_backoff,
+            sleep=Waiter(stop, provider),
         )
     if provider == "sendgrid":
         from newsletter.delivery.messengers.sendgrid import SendGridMessenger
@@ -39,5 +62,6 @@ def get_messenger(settings: Settings, name: str | None = None) -> Messenger:
             timeout=settings.sendgrid_timeout,
             max_retries=settings.max_retries,
             backoff=settings.retry_backoff,
+            sleep=Waiter(stop, provider),
         )
     raise ConfigError(f"unknown provider {provider!r} (choose outbox, smtp or sendgrid)")

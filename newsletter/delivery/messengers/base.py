@@ -8,10 +8,13 @@ substitutions as they are; the others fill them in locally, per recipient.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Protocol
+
+from newsletter.errors import ProviderUnavailableError
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,10 @@ class PushResult:
     """What the provider did with each address of a push.
 
     ``accepted``: taken by the provider. ``failed``: permanent error per address.
+    ``refused``: the provider refuses the address itself (e.g. SendGrid's 400 on
+    ``personalizations.N.to.0.email``): failed, and kept from later sends.
+    ``temporary``: the server said "later" for this address (SMTP 4xx), with its reply:
+    pending again with a not-before time (the send goes on with everyone else).
     ``deferred``: certainly not sent (e.g. the server was unreachable): safe to send again.
     ``uncertain``: the connection died while the message was being handed over; whether
     it went out is unknown, so the ledger keeps it ``in_flight`` (never resent automatically).
@@ -77,6 +84,27 @@ class PushResult:
     deferred: list[str] = field(default_factory=list)
     uncertain: list[str] = field(default_factory=list)
     error: str | None = None
+    refused: dict[str, str] = field(default_factory=dict)
+    temporary: dict[str, str] = field(default_factory=dict)
+    # the send was stopped (SIGTERM) while waiting: ``deferred`` are unsent, nothing is wrong
+    interrupted: bool = False
+
+
+class WaitInterrupted(ProviderUnavailableError):
+    """SIGTERM/SIGINT arrived while a messenger waited to retry: nothing of the batch was handed over."""
+
+
+class Waiter:
+    """The waits between retries, cut short the moment the send is stopped (SIGTERM, SIGINT)."""
+
+    def __init__(self, stop: threading.Event | None, provider: str) -> None:
+        self.stop = stop or threading.Event()
+        self.provider = provider
+
+    def __call__(self, seconds: float) -> None:
+        # Event.wait returns as soon as the event is set: a signal ends the wait at once.
+        if self.stop.wait(max(0.0, seconds)):
+            raise WaitInterrupted("stopped while waiting to retry", provider=self.provider)
 
 
 class Messenger(Protocol):

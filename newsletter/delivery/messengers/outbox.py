@@ -27,9 +27,9 @@ class OutboxMessenger:
             raise DeliveryError(f"outbox: cannot write to {self.directory}: {exc.strerror}") from exc
         template = MessageTemplate(content)
         for index, recipient in enumerate(recipients):
-            mail = template.render(recipient)
-            path = self.directory / _file_name(content, recipient, mail.message_id)
             try:
+                mail = template.render(recipient)
+                path = self.directory / _file_name(content, recipient, mail.message_id)
                 _write_atomically(path, mail.data)
             except OSError as exc:
                 # What was written is delivered: report it, so a resume does not write it
@@ -37,9 +37,39 @@ class OutboxMessenger:
                 result.deferred.extend(r.email for r in recipients[index:])
                 result.error = f"cannot write to {self.directory}: {exc.strerror}"
                 break
+            except Exception as exc:  # a render or header error: this one and the rest not written
+                result.deferred.extend(r.email for r in recipients[index:])
+                result.error = f"cannot build the message for {recipient.email}: {type(exc).__name__}: {exc}"
+                break
             result.accepted.append(recipient.email)
             result.message_ids[recipient.email] = mail.message_id
         return result
+
+    def written(self, issue_id: str, subscriber_ids: set[int]) -> set[int]:
+        """Which of these subscribers have a finished .eml of ``issue_id`` here.
+
+        For settling a batch a crash left in flight: the file name holds the issue and
+        the subscriber id, and a file only gets its .eml name once fully written
+        (write, fsync, rename). Half-written .tmp files of these subscribers are removed.
+        """
+        prefix = _safe(f"{issue_id}-")
+        found: set[int] = set()
+        try:
+            entries = list(os.scandir(self.directory))
+        except FileNotFoundError:
+            return found
+        for entry in entries:
+            name = entry.name
+            if not name.startswith(prefix):
+                continue
+            sid = name[len(prefix) :].split("-", 1)[0]
+            if not sid.isdigit() or int(sid) not in subscriber_ids:
+                continue
+            if name.endswith(".eml"):
+                found.add(int(sid))
+            elif name.endswith(".tmp"):
+                Path(entry.path).unlink(missing_ok=True)
+        return found
 
     def flush(self) -> None:
         return None
@@ -54,7 +84,11 @@ def _file_name(content: Content, recipient: Recipient, message_id: str) -> str:
     # the domain: two mails to one person (confirmation, welcome) must never share a name.
     unique = message_id.strip("<>").rpartition("@")[0] or message_id
     token = re.sub(r"[^A-Za-z0-9]+", "", unique)[-24:]
-    return re.sub(r"[^A-Za-z0-9@._+-]+", "_", f"{stem}-{token}") + ".eml"
+    return _safe(f"{stem}-{token}") + ".eml"
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9@._+-]+", "_", name)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

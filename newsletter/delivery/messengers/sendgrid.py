@@ -5,22 +5,40 @@ with its own ``to``, ``headers`` (List-Unsubscribe…), ``substitutions`` (the
 placeholders of the once-rendered issue) and ``custom_args`` (issue_id and
 subscriber_id, so webhook events can be matched to the ledger).
 
-Retries: 429 waits until ``X-RateLimit-Reset`` (bounded) and tries again; 5xx
-and timeouts back off exponentially with jitter, ``max_retries`` times at most.
-400/401/403/413 (and other 4xx) cannot be fixed by retrying: they raise
-``ProviderRejectedError`` naming SendGrid's ``field`` and ``message``.
+Status policy (README, "Delivery status policy"): what each answer proves.
+
+- Proof the request was *not* processed, so it may be retried or released:
+  a refused or failed connection (the request never left whole), 429 and 503
+  (retried after ``Retry-After`` or ``X-RateLimit-Reset``, else backoff, at most
+  ``max_retries`` times), 400/401/403/413 and other 4xx (``ProviderRejectedError``
+  naming SendGrid's ``field``; nothing is retried). A 400 whose errors all name
+  addresses (``personalizations.N.to.0.email``) refuses those recipients only:
+  they are reported ``refused`` with SendGrid's message, and the rest of the batch
+  is posted again at once.
+- *Unknown* (the request left and may have been taken): a timeout or a dropped
+  connection after the request was sent, 500, 502, 504 and any other 5xx. Never
+  retried: the batch is left uncertain for a webhook or ``--resend-uncertain``.
+
+``SENDGRID_TIMEOUT`` is a deadline for the whole request (connect, send, the full
+answer), not per socket read: an answer trickled byte by byte is cut at the deadline.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import http.client
 import json
 import logging
 import random
+import re
+import socket
+import threading
 import time
 import urllib.error
+import urllib.request
 from collections.abc import Callable, Sequence
-from email.utils import parseaddr
+from email.utils import parseaddr, parsedate_to_datetime
 from typing import Any
 
 import sendgrid
@@ -33,6 +51,18 @@ log = logging.getLogger(__name__)
 
 MAX_PERSONALIZATIONS = 1000
 MAX_WAIT = 60.0
+# Statuses that prove SendGrid did not process the request (it may be sent again).
+RETRY_STATUSES = (429, 503)
+# A 400 naming one recipient's address: that recipient's failure, not the batch's.
+ADDRESS_FIELD = re.compile(r"^personalizations\.(\d+)\.to(?:\.\d+(?:\.email)?)?$")
+
+
+class _AddressesRefused(Exception):
+    """A 400 whose every error names a recipient's address: position -> SendGrid's message."""
+
+    def __init__(self, refused: dict[int, str]) -> None:
+        super().__init__(f"{len(refused)} addresses refused")
+        self.refused = refused
 
 
 class SendGridMessenger:
@@ -116,9 +146,24 @@ class SendGridMessenger:
     # --- sending --------------------------------------------------------------------------
 
     def push(self, content: Content, recipients: Sequence[Recipient]) -> PushResult:
-        body = self.build_body(content, recipients)
-        message_id = self.post(body)
-        return PushResult(accepted=[recipient.email for recipient in recipients], batch_message_id=message_id)
+        remaining = list(recipients)
+        refused: dict[str, str] = {}
+        # Each round drops the addresses SendGrid refused (at least one): bounded by the batch.
+        while remaining:
+            body = self.build_body(content, remaining)
+            try:
+                message_id = self.post(body)
+            except _AddressesRefused as exc:
+                for index, message in exc.refused.items():
+                    refused[remaining[index].email] = f"refused by SendGrid: {message}"
+                remaining = [r for index, r in enumerate(remaining) if index not in exc.refused]
+                continue
+            return PushResult(
+                accepted=[recipient.email for recipient in remaining],
+                batch_message_id=message_id,
+                refused=refused,
+            )
+        return PushResult(refused=refused)
 
     def post(self, body: dict[str, Any]) -> str | None:
         """POST /v3/mail/send with retries; the X-Message-Id of the accepted request."""
@@ -126,25 +171,31 @@ class SendGridMessenger:
         while True:
             self.requests += 1
             try:
-                response = self.client.client.mail.send.post(request_body=body, timeout=self.timeout)
+                response = self._send_once(body)
             except http_errors.HTTPError as exc:
                 status = int(exc.status_code)
                 message, field = _error_detail(exc.body)
-                if status == 429:
-                    wait = _rate_limit_wait(exc.headers, self._backoff(attempt))
-                    problem = f"rate limited: {message}"
-                elif status >= 500:
-                    wait = self._backoff(attempt)
-                    problem = message
-                else:
-                    raise ProviderRejectedError(
-                        message, provider=self.name, status=status, field=field
+                if status == 400:
+                    refused = _refused_addresses(exc.body, len(body["personalizations"]))
+                    if refused:
+                        raise _AddressesRefused(refused) from exc
+                if status not in RETRY_STATUSES:
+                    error = _refusal_or_unknown(status, message, field, self.name)
+                    raise error from exc
+                wait = _retry_after(exc.headers)
+                problem = f"rate limited: {message}" if status == 429 else message
+                if wait is not None and wait > MAX_WAIT:
+                    raise ProviderUnavailableError(
+                        f"{problem}; SendGrid asks to wait {wait:.0f}s: send again later",
+                        provider=self.name,
+                        status=status,
                     ) from exc
                 if attempt >= self.max_retries:
                     error = ProviderUnavailableError(
                         f"{problem} (gave up after {attempt + 1} attempts)", provider=self.name, status=status
                     )
                     raise error from exc
+                wait = self._backoff(attempt) if wait is None else wait
                 log.warning("sendgrid %s, retrying in %.2fs: %s", status, wait, problem)
             except urllib.error.URLError as exc:
                 # urllib wraps what fails while connecting or sending the request: the
@@ -157,8 +208,8 @@ class SendGridMessenger:
                 wait = self._backoff(attempt)
                 log.warning("sendgrid %s, retrying in %.2fs", problem, wait)
             except (TimeoutError, OSError, http.client.HTTPException) as exc:
-                # The request left and no answer came (a read timeout, a dropped
-                # connection): SendGrid may have taken it and be mailing everyone now.
+                # The request left and no answer came (the deadline passed, the connection
+                # dropped): SendGrid may have taken it and be mailing everyone now.
                 # Never retried: a double mail is worse than a late one. The batch stays
                 # in flight until a webhook or `send --resend-uncertain` settles it.
                 error = ProviderUnavailableError(
@@ -176,6 +227,13 @@ class SendGridMessenger:
                 return headers.get("X-Message-Id") if headers is not None else None
             self.sleep(wait)
             attempt += 1
+
+    def _send_once(self, body: dict[str, Any]) -> Any:
+        """One POST through the official client, its socket cut at the request's deadline."""
+        endpoint = self.client.client.mail.send
+        # The client's documented hook: every request of this endpoint goes through it.
+        endpoint._make_request = functools.partial(_make_request, deadline=time.monotonic() + self.timeout)
+        return endpoint.post(request_body=body, timeout=self.timeout)
 
     def _backoff(self, attempt: int) -> float:
         return min(MAX_WAIT, self.backoff * (2**attempt) * random.uniform(0.5, 1.5))
@@ -211,16 +269,162 @@ def _error_detail(body: bytes | str | None) -> tuple[str, str | None]:
     return (text[:300] or "no detail in the response"), None
 
 
-def _rate_limit_wait(headers: Any, fallback: float) -> float:
-    """Seconds until X-RateLimit-Reset (an epoch second), bounded; else the backoff."""
-    value = headers.get("X-RateLimit-Reset") if headers is not None else None
+def _refusal_or_unknown(status: int, message: str, field: str | None, provider: str) -> Exception:
+    """4xx: refused (nothing processed). 5xx other than 503: the request's fate is unknown."""
+    if status < 500:
+        return ProviderRejectedError(message, provider=provider, status=status, field=field)
+    error = ProviderUnavailableError(
+        f"{message} (the request may have been taken: not retried)", provider=provider, status=status
+    )
+    error.uncertain = True  # type: ignore[attr-defined]
+    return error
+
+
+def _refused_addresses(body: bytes | str | None, count: int) -> dict[int, str]:
+    """Positions -> messages when every error of a 400 names a recipient's address; else {}."""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
     try:
-        reset = float(value) if value is not None else None
+        data = json.loads(body) if body else None
     except ValueError:
-        reset = None
-    if reset is None:
-        return fallback
-    return max(0.0, min(MAX_WAIT, reset - time.time())) + random.uniform(0, 0.1)
+        return {}
+    errors = data.get("errors") if isinstance(data, dict) else None
+    if not isinstance(errors, list) or not errors:
+        return {}
+    refused: dict[int, str] = {}
+    for error in errors:
+        match = ADDRESS_FIELD.match(str(error.get("field") or "")) if isinstance(error, dict) else None
+        if match is None or int(match.group(1)) >= count:
+            return {}  # something else is wrong too: the whole request is refused
+        refused[int(match.group(1))] = str(error.get("message") or "invalid address")
+    return refused
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds SendGrid asks to wait: Retry-After (seconds or a date), else X-RateLimit-Reset."""
+    if headers is None:
+        return None
+    value = headers.get("Retry-After")
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            try:
+                return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+            except (TypeError, ValueError):
+                pass
+    reset = headers.get("X-RateLimit-Reset")
+    try:
+        return max(0.0, float(reset) - time.time()) + random.uniform(0, 0.1) if reset else None
+    except ValueError:
+        return None
+
+
+# --- a deadline for the whole request -------------------------------------------------------
+
+
+class _Watch:
+    """Cuts the sockets of one request when its deadline passes (a trickled answer included)."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self._timers: list[threading.Timer] = []
+        self.fired = False
+
+    def arm(self, sock: socket.socket) -> None:
+        timer = threading.Timer(max(0.0, self.deadline - time.monotonic()), self._cut, (sock,))
+        timer.daemon = True
+        self._timers.append(timer)
+        timer.start()
+
+    def _cut(self, sock: socket.socket) -> None:
+        self.fired = True
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)  # a blocked read returns at once
+
+    def cancel(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+
+
+class _HTTPConnection(http.client.HTTPConnection):
+    def __init__(self, *args: Any, watch: _Watch, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._watch = watch
+
+    def connect(self) -> None:
+        super().connect()
+        self._watch.arm(self.sock)
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, *args: Any, watch: _Watch, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._watch = watch
+
+    def connect(self) -> None:
+        super().connect()
+        self._watch.arm(self.sock)
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, watch: _Watch) -> None:
+        super().__init__()
+        self._watch = watch
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(functools.partial(_HTTPConnection, watch=self._watch), req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, watch: _Watch) -> None:
+        super().__init__()
+        self._watch = watch
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(functools.partial(_HTTPSConnection, watch=self._watch), req)
+
+
+class _Answer:
+    """A fully read response, as python_http_client's Response reads it."""
+
+    def __init__(self, status: int, body: bytes, headers: Any) -> None:
+        self._status, self._body, self._headers = status, body, headers
+
+    def getcode(self) -> int:
+        return self._status
+
+    def read(self) -> bytes:
+        return self._body
+
+    def info(self) -> Any:
+        return self._headers
+
+
+def _make_request(
+    _opener: Any, request: urllib.request.Request, timeout: float | None = None, *, deadline: float
+) -> _Answer:
+    """python_http_client's ``_make_request``, with the whole exchange under ``deadline``."""
+    watch = _Watch(deadline)
+    opener = urllib.request.build_opener(_HTTPHandler(watch), _HTTPSHandler(watch))
+    remaining = max(0.001, deadline - time.monotonic())
+    try:
+        try:
+            response = opener.open(request, timeout=min(timeout or remaining, remaining))
+            answer = _Answer(response.getcode(), response.read(), response.info())
+            if watch.fired:  # cut mid-answer: what was read may look whole (EOF ends headers)
+                raise TimeoutError(f"no complete answer within {timeout}s (SENDGRID_TIMEOUT)")
+        except urllib.error.HTTPError as err:
+            error = http_errors.handle_error(err)  # reads the error body, still under the deadline
+            error.__cause__ = None
+            raise error from None
+    except (OSError, http.client.HTTPException) as exc:
+        if watch.fired and not isinstance(exc, urllib.error.URLError):
+            raise TimeoutError(f"no complete answer within {timeout}s (SENDGRID_TIMEOUT)") from exc
+        raise
+    finally:
+        watch.cancel()
+    return answer
 
 
 def _to(recipient: Recipient) -> dict[str, str]:

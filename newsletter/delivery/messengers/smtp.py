@@ -4,10 +4,21 @@
 offers it; ``?starttls=required`` refuses servers that do not) or
 ``smtps://user:pass@host:465`` (TLS from the first byte). Each of
 ``SMTP_CONNECTIONS`` connections lives in its own worker thread and carries
-many messages. A 421 reply or a dropped connection reconnects and tries the
-message again; other 4xx replies are retried with backoff; 5xx replies are that
-recipient's permanent failure. A connection lost after the message body was
-handed over leaves that message *uncertain* (it may have been delivered).
+many messages.
+
+What each answer means (README, "Delivery status policy"):
+
+- a refused or failed connection, a 421, a connection dropped before the body was
+  sent: the *connection* is retried (at once, then with backoff), for the whole
+  batch rather than per recipient; when it stays down for the retry schedule (at
+  most ``CONNECT_BUDGET`` seconds) the rest of the batch is handed back unsent
+  (pending) and the send stops with one line;
+- another 4xx for a recipient: that recipient is *deferred* (``temporary``) with
+  the server's reply; the sender gives it a not-before time and goes on with
+  everyone else;
+- 5xx: that recipient's permanent failure;
+- a connection lost after the body was handed over: that one message is
+  *uncertain* (it may have been delivered).
 """
 
 from __future__ import annotations
@@ -27,13 +38,15 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from newsletter.delivery.messengers.base import Content, PushResult, Recipient, wire_address
+from newsletter.delivery.messengers.base import Content, PushResult, Recipient, WaitInterrupted, wire_address
 from newsletter.delivery.mime import MessageTemplate
 from newsletter.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")
+# the longest a batch keeps retrying an unreachable server before handing everyone back
+CONNECT_BUDGET = 60.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +93,10 @@ class _Retry(Exception):
 
 class _Uncertain(Exception):
     pass
+
+
+class _Temporary(Exception):
+    """The server deferred this recipient (4xx other than 421): try it later."""
 
 
 class _Permanent(Exception):
@@ -134,7 +151,7 @@ class _Connection:
             self.smtp = None
 
     def send(self, sender: str, recipient: str, data: bytes) -> None:
-        """One transaction. Raises _Retry, _Uncertain or _Permanent."""
+        """One transaction. Raises _Retry, _Temporary, _Uncertain or _Permanent."""
         try:
             smtp = self.open()
         except smtplib.SMTPAuthenticationError as exc:
@@ -153,7 +170,7 @@ class _Connection:
             code, reply = smtp.docmd("data")
             if code != 354:
                 self._check(smtp, code, reply, "DATA")
-                raise _Retry(f"DATA answered {code}", reconnect=True)
+                raise _Temporary(f"DATA answered {code} {_text(reply)}")
             stage = "BODY"
             payload = _LEADING_DOT.sub(b"..", data)
             if not payload.endswith(b"\r\n"):
@@ -183,7 +200,7 @@ class _Connection:
         except (smtplib.SMTPException, OSError):
             self.drop()
         if 400 <= code < 500:
-            raise _Retry(message, reconnect=False)
+            raise _Temporary(message)
         raise _Permanent(message)
 
 
@@ -215,6 +232,9 @@ class SmtpMessenger:
             self._pool.put(connection)
         self._executor = ThreadPoolExecutor(max_workers=len(self._all), thread_name_prefix="smtp")
         self.max_batch_size = max(self.max_batch_size, 25 * len(self._all))
+        # set when the server stayed unreachable: the rest of the batch is not tried
+        self._down: str | None = None
+        self._interrupted = False
 
     def _opened(self) -> None:
         with self._lock:
@@ -222,7 +242,14 @@ class SmtpMessenger:
 
     def push(self, content: Content, recipients: Sequence[Recipient]) -> PushResult:
         sender = parseaddr(content.from_email)[1] or content.from_email
-        template = MessageTemplate(content)
+        self._down, self._interrupted = None, False
+        try:
+            template = MessageTemplate(content)
+        except Exception as exc:  # nothing was handed over: the whole batch is unsent
+            return PushResult(
+                deferred=[r.email for r in recipients],
+                error=f"cannot build the message: {type(exc).__name__}: {exc}",
+            )
         outcomes = list(self._executor.map(lambda r: self._deliver(template, sender, r), recipients))
         result = PushResult()
         for recipient, (kind, detail) in zip(recipients, outcomes, strict=True):
@@ -233,35 +260,65 @@ class SmtpMessenger:
                 result.failed[recipient.email] = detail
             elif kind == "uncertain":
                 result.uncertain.append(recipient.email)
+            elif kind == "temporary":
+                result.temporary[recipient.email] = detail
             else:
                 result.deferred.append(recipient.email)
-                result.error = result.error or f"SMTP server unavailable: {detail}"
+                result.error = result.error or detail
+        result.interrupted = self._interrupted
         return result
 
     def _deliver(self, template: MessageTemplate, sender: str, recipient: Recipient) -> tuple[str, str]:
-        mail = template.render(recipient)
+        """One recipient: ("sent", message id) | ("failed"|"temporary"|"uncertain"|"unsent", why)."""
+        if self._down is not None:
+            return "unsent", self._down
+        try:
+            mail = template.render(recipient)
+        except Exception as exc:  # this one cannot be built: not handed over, the send stops
+            return "unsent", f"cannot build the message for {recipient.email}: {type(exc).__name__}: {exc}"
         message_id, data = mail.message_id, mail.data
         attempt = 0
+        trouble_since: float | None = None
         while True:
+            if self._down is not None:  # another connection gave up on the server meanwhile
+                return "unsent", self._down
             connection = self._pool.get()
             try:
                 connection.send(sender, wire_address(recipient.email), data)
                 return "sent", message_id
             except _Permanent as exc:
                 return "failed", str(exc)
+            except _Temporary as exc:
+                return "temporary", str(exc)
             except _Uncertain as exc:
                 log.warning("smtp: %s (%s)", exc, recipient.email)
                 return "uncertain", str(exc)
             except _Retry as exc:
-                if attempt >= self.max_retries:
-                    return "deferred", str(exc)
-                # a dropped connection is retried at once on a fresh one; 4xx waits
-                wait = 0.0 if exc.reconnect and attempt == 0 else self._backoff(attempt)
-                log.info("smtp: %s; retry %d in %.2fs", exc, attempt + 1, wait)
+                # The connection, not this recipient: retried at once on a fresh one, then
+                # with backoff, within the budget; then the server is down for the batch.
+                now = time.monotonic()
+                trouble_since = trouble_since if trouble_since is not None else now
+                wait = 0.0 if attempt == 0 else self._backoff(attempt)
+                if attempt >= self.max_retries or now + wait - trouble_since > CONNECT_BUDGET:
+                    with self._lock:
+                        self._down = self._down or f"SMTP server unavailable: {exc}"
+                    return "unsent", self._down
+                log.info("smtp: %s; reconnecting in %.2fs", exc, wait)
+            except Exception as exc:
+                # Raised on our side before the message was handed over (smtplib refuses a
+                # line break in an address, say): not sent; the connection starts afresh.
+                connection.drop()
+                return "unsent", f"cannot send to {recipient.email!r}: {type(exc).__name__}: {exc}"
             finally:
                 self._pool.put(connection)
             if wait:
-                self.sleep(wait)
+                try:
+                    self.sleep(wait)
+                except WaitInterrupted as exc:  # SIGTERM: this one and the rest stay unsent
+                    with self._lock:
+                        self._down = self._down or str(exc)
+                        self._interrupted = True
+                    return "unsent", self._down
             attempt += 1
 
     def _backoff(self, attempt: int) -> float:
