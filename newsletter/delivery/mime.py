@@ -174,6 +174,8 @@ def _fold_parsed(name: str, value: str) -> bytes:
 def _to_header(recipient: Recipient) -> str:
     """The To header: the address in ASCII (IDN domains as punycode), with the name if known."""
     address = wire_address(recipient.email)
+    if any(c in value for value in (address, recipient.name or "") for c in "\r\n"):
+        raise ValueError("header To may not contain line breaks")
     if not recipient.name:
         return address
     return str(Address(display_name=recipient.name, addr_spec=address))
