@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
-from newsletter import subscribers
+from newsletter import mail, subscribers
 from newsletter.delivery import delivery_status, send_test
 from newsletter.delivery.jobs import start_send
 from newsletter.errors import AuthError, NotFoundError, SubscriberError
@@ -310,7 +310,7 @@ async def subscribers_add(request: Request, body: NewSubscriber) -> JSONResponse
     w = web(request)
     result = (
         await run_in_threadpool(
-            lambda: subscribers.add(
+            lambda: mail.add(
                 w.settings,
                 w.engine,
                 [body.email],
