@@ -15,6 +15,7 @@ import time_machine
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
 
 from newsletter import mail, subscribers
 from newsletter.config import Settings
@@ -44,8 +45,6 @@ def link(message: EmailMessage, kind: str) -> str:
 
 
 def row(engine: Engine, digest: str) -> SubscriberRow:
-    from sqlalchemy.orm import Session
-
     with Session(engine) as session:
         found = session.scalars(select(SubscriberRow).where(SubscriberRow.email_hash == digest)).one()
         session.expunge(found)
@@ -277,9 +276,7 @@ def test_add_pending_mails_a_confirmation_and_confirmed_does_not(settings: Setti
 
 
 def test_export_streams_csv_without_erased_rows(settings: Settings, engine: Engine) -> None:
-    mail.add(
-        settings, engine, [f"user{i}@example.com" for i in range(1203)], confirmed=True, send=False
-    )
+    mail.add(settings, engine, [f"user{i}@example.com" for i in range(1203)], confirmed=True, send=False)
     added = mail.add(settings, engine, ["o'brien+news@example.com"], confirmed=True, name='Doe, "J"')
     assert added[0].action == "added"
     subscribers.remove(engine, "user5@example.com")
@@ -352,3 +349,24 @@ def test_normalize_agrees_with_email_validator(local: str, domain: str) -> None:
     except SubscriberError:
         ours = None
     assert ours == expected
+
+
+def test_provider_report_moves_only_pending_or_confirmed_and_suppresses(
+    engine: Engine, settings: Settings
+) -> None:
+    bounced = subscribers.add(
+        settings, engine, ["zoe.obrien@example.com"], confirmed=True, name="Zoë O’Brien — 🎉"
+    )[0].subscriber
+    gone = subscribers.add(settings, engine, ["li@example.com"], confirmed=True, name="李")[0].subscriber
+    assert bounced is not None and gone is not None
+    subscribers.unsubscribe(engine, gone.id)
+    moment = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+    with engine.begin() as conn:
+        assert subscribers.apply_provider_report(conn, [bounced.id], [bounced.email_hash], "bounce", moment)
+    after = row(engine, bounced.email_hash)
+    assert (after.status, after.bounced_at) == ("bounced", moment.replace(tzinfo=after.bounced_at.tzinfo))
+    assert suppressed(engine, bounced.email_hash)
+    with engine.begin() as conn:
+        # An unsubscribed address stays unsubscribed: a complaint only suppresses it.
+        assert not subscribers.apply_provider_report(conn, [gone.id], [gone.email_hash], "complaint", moment)
+    assert row(engine, gone.email_hash).status == "unsubscribed"

@@ -229,6 +229,37 @@ def _suppress(conn: Connection, digest: str, reason: str, moment: datetime) -> N
     )
 
 
+# What a provider report (bounce, complaint, unsubscribe at the provider) does to a subscriber:
+# (status, suppression reason, timestamp column). Only a pending or confirmed one changes.
+PROVIDER_TRANSITIONS = {
+    "bounce": ("bounced", "bounce", "bounced_at"),
+    "complaint": ("complained", "complaint", "complained_at"),
+    "unsubscribe": ("unsubscribed", "unsubscribe", "unsubscribed_at"),
+}
+
+
+def apply_provider_report(
+    conn: Connection, subscriber_ids: Sequence[int], hashes: Sequence[str], kind: str, moment: datetime
+) -> bool:
+    """Suppress ``hashes`` and move the pending/confirmed ``subscriber_ids`` to the status of ``kind``
+    (a key of PROVIDER_TRANSITIONS), inside the caller's transaction. True when a status changed.
+
+    The bounce/complaint half of the state machine; ``delivery/events.py`` still writes these
+    rows itself and is to call this instead.
+    """
+    status, reason, column = PROVIDER_TRANSITIONS[kind]
+    for digest in sorted(set(hashes)):
+        _suppress(conn, digest, reason, moment)
+    if not subscriber_ids:
+        return False
+    changed = conn.execute(
+        update(S)
+        .where(S.c.id.in_(list(subscriber_ids)), S.c.status.in_(("pending", "confirmed")))
+        .values({"status": status, column: moment, "updated_at": moment})
+    ).rowcount
+    return bool(changed)
+
+
 def unsubscribe(
     engine: Engine, subscriber_id: int, *, hash_prefix: str | None = None, reason: str = "unsubscribe"
 ) -> Subscriber | None:
