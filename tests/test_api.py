@@ -392,7 +392,7 @@ def test_issue_edit_on_the_cli(cfg: Settings, db: Engine, tmp_path: Path) -> Non
     )
     assert edited.exit_code == 0, edited.output
     assert "edited draft" in edited.output and "Spécial ☕" in edited.output
-    from newsletter.archive import load_issue
+    from newsletter.issues.archive import load_issue
 
     archived = load_issue(cfg, issue_id)
     assert "<em>l’équipe</em> 🎉" in archived.html and "Bonjour — *l’équipe* 🎉" in archived.text

@@ -7,8 +7,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from newsletter.models import Comparison, Review, ToolEntry
-from newsletter.verdicts import (
+from newsletter.issues.verdicts import (
     ELISION,
     ELLIPSIS,
     QUOTE_LIMIT,
@@ -26,6 +25,7 @@ from newsletter.verdicts import (
     telling_quote,
     trim_words,
 )
+from newsletter.models import Comparison, Review, ToolEntry
 from tests.support.sample_comparisons import (
     MISTRAL_8X24B_REVIEWS_000,
     comparison_000,

@@ -71,7 +71,7 @@ def status_of(engine: Engine, address: str) -> str | None:
 
 
 def add_issue(engine: Engine, settings: Settings, issue_id: str, status: str, subject: str) -> None:
-    from newsletter.archive import write_issue
+    from newsletter.issues.archive import write_issue
 
     with Session(engine) as session, session.begin():
         session.add(

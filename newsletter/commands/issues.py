@@ -48,7 +48,7 @@ def build(
     typer.echo(result.reason)
     if result.warning:
         typer.echo(f"warning: {result.warning}", err=True)
-    from newsletter.archive import issue_dir
+    from newsletter.issues.archive import issue_dir
 
     html = issue_dir(settings, result.issue_id) / "email.html"
     size = html.stat().st_size if html.is_file() else 0
@@ -98,9 +98,9 @@ def list_() -> None:
 @app.command("show")
 def show(issue_id: str = typer.Argument(..., help="The issue id, e.g. 2026-W48.")) -> None:
     """An issue's subject, preheader, verdict summaries and archive folder."""
-    from newsletter.archive import issue_dir, load_issue
     from newsletter.errors import NotFoundError
     from newsletter.issues import get_issue
+    from newsletter.issues.archive import issue_dir, load_issue
 
     settings, engine = settings_and_engine()
     info = get_issue(engine, issue_id)
@@ -172,7 +172,7 @@ def preview(
     port: int = typer.Option(8025, "--port", help="Port for --serve."),
 ) -> None:
     """Write (or serve) an issue with a sample recipient's values filled in."""
-    from newsletter.preview import make_preview_server, write_preview
+    from newsletter.issues.preview import make_preview_server, write_preview
 
     settings, engine = settings_and_engine()
     if serve:

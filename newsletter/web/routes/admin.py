@@ -18,12 +18,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from newsletter import archive, subscribers
+from newsletter import subscribers
 from newsletter.config import Settings
 from newsletter.delivery import jobs
 from newsletter.delivery.jobs import AdminSends, SendSnapshot, describe_send_error
 from newsletter.errors import NewsletterError, NotFoundError, SubscriberError
-from newsletter.issues import get_issue
+from newsletter.issues import archive, get_issue
 from newsletter.schedule import ScheduleView, schedule_view
 from newsletter.tokens import ADMIN_SESSION_MAX_AGE, make_admin_session
 from newsletter.web.app import error_page, login_page, page, wants_json, web

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from newsletter.issues import build_issue, edit_issue, list_issues
-from newsletter.preview import Preview, render_draft_preview, render_preview
+from newsletter.issues.preview import Preview, render_draft_preview, render_preview
 from newsletter.web.app import page, web
 from newsletter.web.routes.admin import ISSUE_ID, delivery_available
 from newsletter.web.routes.admin_forms import admin_auth, checked_form, csrf_for, form_body

@@ -25,7 +25,7 @@ from newsletter.delivery import delivery_status, send_test
 from newsletter.delivery.jobs import start_send
 from newsletter.errors import AuthError, NotFoundError, SubscriberError
 from newsletter.issues import IssueFrozenError, IssueInfo, build_issue, edit_issue, get_issue, list_issues
-from newsletter.preview import render_preview
+from newsletter.issues.preview import render_preview
 from newsletter.schedule import pause, resume, schedule_view, skip_next
 from newsletter.web.app import web
 from newsletter.web.routes.admin import MAX_TEST_ADDRESSES, admin_sends

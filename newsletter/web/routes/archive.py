@@ -18,8 +18,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from newsletter.config import Settings
 from newsletter.errors import NotFoundError
+from newsletter.issues.verdicts import IssueContent
 from newsletter.tables import IssueRow
-from newsletter.verdicts import IssueContent
 from newsletter.web.app import page, wants_json, web
 
 router = APIRouter(tags=["archive"])
@@ -73,7 +73,7 @@ def get_issue_summary(engine: Engine, issue_id: str) -> IssueSummary | None:
 def load_web_html(settings: Settings, issue_id: str) -> str:
     """The archived browser version of an issue (the one place that reads the archive)."""
     try:
-        from newsletter.archive import load_issue
+        from newsletter.issues.archive import load_issue
     except ImportError:  # pragma: no cover - archive module not present
         path = Path(settings.issues_dir) / issue_id / "web.html"
         try:
@@ -107,7 +107,7 @@ async def issues_index(request: Request) -> Response:
 def load_content(settings: Settings, issue_id: str) -> IssueContent | None:
     """What an archived issue says (issue.json: what was sent), for the site's own page;
     None for an archive that does not hold its content (hand-made or older)."""
-    from newsletter.archive import load_issue
+    from newsletter.issues.archive import load_issue
 
     try:
         return load_issue(settings, issue_id).content

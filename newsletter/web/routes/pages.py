@@ -13,9 +13,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from newsletter.errors import NotFoundError
+from newsletter.issues.verdicts import summarise
 from newsletter.models import Comparison
 from newsletter.tables import ComparisonRow, IssueComparisonRow, IssueRow
-from newsletter.verdicts import summarise
 from newsletter.web.app import page, wants_json, web
 from newsletter.web.routes.archive import list_issue_summaries
 

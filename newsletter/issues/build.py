@@ -21,14 +21,13 @@ from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from newsletter import archive
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.errors import IssueError, NotFoundError
-from newsletter.models import Comparison
-from newsletter.notes import NOTE_LIMIT, note_html, note_text
-from newsletter.render import EMAIL_BUDGET_BYTES, FittedIssue, render_within_budget
-from newsletter.selection import (
+from newsletter.issues import archive
+from newsletter.issues.notes import NOTE_LIMIT, note_html, note_text
+from newsletter.issues.render import EMAIL_BUDGET_BYTES, FittedIssue, render_within_budget
+from newsletter.issues.selection import (
     DRAFT,
     FROZEN_STATUSES,
     SENDING,
@@ -41,6 +40,8 @@ from newsletter.selection import (
     select_comparisons,
     week_id,
 )
+from newsletter.issues.verdicts import IssueContent, build_content, summarise_issue
+from newsletter.models import Comparison
 from newsletter.tables import (
     ComparisonRow,
     DeliveryBatchRow,
@@ -49,7 +50,6 @@ from newsletter.tables import (
     IssueRow,
     utcnow,
 )
-from newsletter.verdicts import IssueContent, build_content, summarise_issue
 
 log = logging.getLogger(__name__)
 
