@@ -27,9 +27,9 @@ from newsletter.issues.archive import (
     write_atomic,
     write_issue,
 )
+from newsletter.issues.content import IssueContent
 from newsletter.issues.preview import make_preview_server, render_preview, write_preview
 from newsletter.issues.render import EMAIL_TEMPLATES, leftover_placeholders, sample_values
-from newsletter.issues.verdicts import IssueContent
 from tests.support.sample_comparisons import insert_comparisons, seed_like
 
 MONDAY = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)

@@ -25,6 +25,7 @@ from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.errors import IssueError, NotFoundError
 from newsletter.issues import archive
+from newsletter.issues.content import IssueContent
 from newsletter.issues.notes import NOTE_LIMIT, note_html, note_text
 from newsletter.issues.render import EMAIL_BUDGET_BYTES, FittedIssue, render_within_budget
 from newsletter.issues.selection import (
@@ -40,7 +41,7 @@ from newsletter.issues.selection import (
     select_comparisons,
     week_id,
 )
-from newsletter.issues.verdicts import IssueContent, build_content, summarise_issue
+from newsletter.issues.verdicts import build_content, summarise_issue
 from newsletter.models import Comparison
 from newsletter.tables import (
     ComparisonRow,

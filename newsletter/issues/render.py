@@ -37,7 +37,7 @@ from premailer import Premailer
 
 from newsletter.config import Settings
 from newsletter.errors import RenderError
-from newsletter.issues.verdicts import ComparisonSummary, IssueContent
+from newsletter.issues.content import ComparisonSummary, IssueContent
 from newsletter.resources import EMAIL_TEMPLATES
 
 HTML_TEMPLATE = "issue.mjml.j2"

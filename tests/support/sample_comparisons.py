@@ -13,7 +13,8 @@ from sqlalchemy import Engine
 
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.issues.verdicts import IssueContent, build_content, summarise_issue
+from newsletter.issues.content import IssueContent
+from newsletter.issues.verdicts import build_content, summarise_issue
 from newsletter.models import Comparison, Review, ToolEntry
 from newsletter.tables import ComparisonRow
 

@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from newsletter.config import Settings
 from newsletter.errors import NotFoundError
-from newsletter.issues.verdicts import IssueContent
+from newsletter.issues.content import IssueContent
 from newsletter.tables import IssueRow
 from newsletter.web.app import page, wants_json, web
 
