@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from newsletter.commands._console import make_console
 from newsletter.errors import ConfigError
 from newsletter.runtime import settings_and_engine
+from newsletter.states import SlotOutcome
 
 console = make_console()
 err_console = make_console(stderr=True)
@@ -59,14 +60,14 @@ def tick(
 
     settings, engine = settings_and_engine()
     result = run_tick(settings, engine, now=_parse_now(now))
-    if result.outcome in ("error", "incomplete"):
+    if result.outcome in (SlotOutcome.ERROR, SlotOutcome.INCOMPLETE):
         # Both need someone to look: a cron wrapper sees a non-zero exit.
         err_console.print(f"error: {result.message}")
         raise typer.Exit(1)
     console.print(result.message)
-    if result.outcome == "stopped":
+    if result.outcome == SlotOutcome.STOPPED:
         raise typer.Exit(130)
-    if result.issue_id and result.outcome == "sent":
+    if result.issue_id and result.outcome == SlotOutcome.SENT:
         console.print(result.issue_id)
 
 

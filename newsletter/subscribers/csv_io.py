@@ -30,6 +30,7 @@ from sqlalchemy.types import NullType
 
 from newsletter.config import Settings
 from newsletter.errors import SubscriberError
+from newsletter.states import SubscriberStatus
 from newsletter.subscribers.addresses import (
     _CONTROL,
     _hash_normalized,
@@ -159,7 +160,7 @@ def _import(
     seen: set[str] = set()
     chunk: list[dict[str, Any]] = []
     moment = utcnow()
-    status = "confirmed" if confirmed else "pending"
+    status = SubscriberStatus.CONFIRMED if confirmed else SubscriberStatus.PENDING
     check = settings.check_deliverability
     while True:
         line = reader.line_num + 1  # where the record starts (a quoted field may span lines)
@@ -233,7 +234,7 @@ def _import_chunk(engine: Engine, chunk: list[dict[str, Any]], confirmed: bool, 
                 report.suppressed += 1
             elif digest in existing:
                 report.existing += 1
-                if confirmed and existing[digest] == "pending":
+                if confirmed and existing[digest] == SubscriberStatus.PENDING:
                     pending_to_confirm.append(digest)
             else:
                 new_rows.append(row)
@@ -244,8 +245,8 @@ def _import_chunk(engine: Engine, chunk: list[dict[str, Any]], confirmed: bool, 
             moment = utcnow()
             conn.execute(
                 update(S)
-                .where(and_(S.c.email_hash.in_(pending_to_confirm), S.c.status == "pending"))
-                .values(status="confirmed", confirmed_at=moment, updated_at=moment)
+                .where(and_(S.c.email_hash.in_(pending_to_confirm), S.c.status == SubscriberStatus.PENDING))
+                .values(status=SubscriberStatus.CONFIRMED, confirmed_at=moment, updated_at=moment)
             )
             report.upgraded += len(pending_to_confirm)
 

@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 
 from newsletter.config import Settings
 from newsletter.errors import NotFoundError, SubscriberError
+from newsletter.states import SubscriberStatus
 from newsletter.subscribers.addresses import _clip, _hash_normalized, clean_name, email_hash, normalize_email
 from newsletter.subscribers.queries import get_subscriber
 from newsletter.subscribers.records import SUP, S, Subscriber, _subscriber, _writing
@@ -119,7 +120,7 @@ def _subscribe_once(
                 "email": address,
                 "email_hash": digest,
                 "name": name,
-                "status": "pending",
+                "status": SubscriberStatus.PENDING,
                 "source": source,
                 "created_at": moment,
                 "updated_at": moment,
@@ -130,9 +131,9 @@ def _subscribe_once(
             created = conn.execute(select(S).where(S.c.id == new_id)).one()
             return SubscribeResult(_subscriber(created), "created", True)
         current = _subscriber(row)
-        if current.status == "confirmed":
+        if current.status == SubscriberStatus.CONFIRMED:
             return SubscribeResult(current, "already_confirmed", False)
-        if current.status == "pending":
+        if current.status == SubscriberStatus.PENDING:
             sent = current.confirmation_sent_at
             if sent is not None and moment - sent < RESEND_INTERVAL:
                 return SubscribeResult(current, "throttled", False)
@@ -141,7 +142,7 @@ def _subscribe_once(
             action = "resubscribed"  # unsubscribed, bounced, complained or erased: opt in again
         changes: dict[str, Any] = {
             "email": address,
-            "status": "pending",
+            "status": SubscriberStatus.PENDING,
             "updated_at": moment,
             "confirmation_sent_at": moment,
             "source": source if action == "resubscribed" else current.source,
@@ -173,9 +174,9 @@ def confirm(settings: Settings, engine: Engine, token: str) -> ConfirmResult:
         ):
             raise InvalidTokenError("this confirmation link is not valid any more")
         current = _subscriber(row)
-        if current.status == "confirmed":
+        if current.status == SubscriberStatus.CONFIRMED:
             return ConfirmResult(current, False)
-        if current.status != "pending":
+        if current.status != SubscriberStatus.PENDING:
             # A link older than the unsubscribe (or bounce) must not undo it.
             raise InvalidTokenError("this confirmation link is older than your last unsubscribe")
         if current.unsubscribed_at and claim.issued_at < current.unsubscribed_at.replace(microsecond=0):
@@ -184,7 +185,7 @@ def confirm(settings: Settings, engine: Engine, token: str) -> ConfirmResult:
         conn.execute(
             update(S)
             .where(S.c.id == current.id)
-            .values(status="confirmed", confirmed_at=moment, updated_at=moment)
+            .values(status=SubscriberStatus.CONFIRMED, confirmed_at=moment, updated_at=moment)
         )
         # An explicit, confirmed double opt-in lifts an earlier suppression.
         conn.execute(delete(SUP).where(SUP.c.email_hash == current.email_hash))
@@ -205,7 +206,7 @@ def resend_confirmation(settings: Settings, engine: Engine, token: str) -> Subsc
             row is None
             or row.email is None
             or not row.email_hash.startswith(claim.hash_prefix)
-            or row.status != "pending"
+            or row.status != SubscriberStatus.PENDING
         ):
             return None
         current = _subscriber(row)
@@ -232,9 +233,9 @@ def _suppress(conn: Connection, digest: str, reason: str, moment: datetime) -> N
 # What a provider report (bounce, complaint, unsubscribe at the provider) does to a subscriber:
 # (status, suppression reason, timestamp column). Only a pending or confirmed one changes.
 PROVIDER_TRANSITIONS = {
-    "bounce": ("bounced", "bounce", "bounced_at"),
-    "complaint": ("complained", "complaint", "complained_at"),
-    "unsubscribe": ("unsubscribed", "unsubscribe", "unsubscribed_at"),
+    "bounce": (SubscriberStatus.BOUNCED, "bounce", "bounced_at"),
+    "complaint": (SubscriberStatus.COMPLAINED, "complaint", "complained_at"),
+    "unsubscribe": (SubscriberStatus.UNSUBSCRIBED, "unsubscribe", "unsubscribed_at"),
 }
 
 
@@ -254,7 +255,10 @@ def apply_provider_report(
         return False
     changed = conn.execute(
         update(S)
-        .where(S.c.id.in_(list(subscriber_ids)), S.c.status.in_(("pending", "confirmed")))
+        .where(
+            S.c.id.in_(list(subscriber_ids)),
+            S.c.status.in_((SubscriberStatus.PENDING, SubscriberStatus.CONFIRMED)),
+        )
         .values({"status": status, column: moment, "updated_at": moment})
     ).rowcount
     return bool(changed)
@@ -273,11 +277,11 @@ def unsubscribe(
             row.email_hash[: len(hash_prefix)], hash_prefix
         ):
             return None
-        if row.status != "unsubscribed":
+        if row.status != SubscriberStatus.UNSUBSCRIBED:
             conn.execute(
                 update(S)
                 .where(S.c.id == subscriber_id)
-                .values(status="unsubscribed", unsubscribed_at=moment, updated_at=moment)
+                .values(status=SubscriberStatus.UNSUBSCRIBED, unsubscribed_at=moment, updated_at=moment)
             )
         _suppress(conn, row.email_hash, reason, moment)
         return _subscriber(conn.execute(select(S).where(S.c.id == subscriber_id)).one())
@@ -314,7 +318,7 @@ def remove(engine: Engine, email: str) -> Subscriber:
                 name=None,
                 consent_ip=None,
                 consent_user_agent=None,
-                status="unsubscribed",
+                status=SubscriberStatus.UNSUBSCRIBED,
                 # Now, and no confirmation on record: a confirmation link mailed before the
                 # erasure must not bring the address back (confirm checks it is newer).
                 unsubscribed_at=moment,
@@ -380,11 +384,11 @@ def _add_one(
             )
         row = conn.execute(select(S).where(S.c.email_hash == digest)).first()
         if row is not None:
-            if confirmed and row.status == "pending":
+            if confirmed and row.status == SubscriberStatus.PENDING:
                 conn.execute(
                     update(S)
                     .where(S.c.id == row.id)
-                    .values(status="confirmed", confirmed_at=moment, updated_at=moment)
+                    .values(status=SubscriberStatus.CONFIRMED, confirmed_at=moment, updated_at=moment)
                 )
                 found = _subscriber(conn.execute(select(S).where(S.c.id == row.id)).one())
                 return AddResult(address, "confirmed", "was pending, now confirmed", found)
@@ -393,7 +397,7 @@ def _add_one(
             "email": address,
             "email_hash": digest,
             "name": clean_name(name),
-            "status": "confirmed" if confirmed else "pending",
+            "status": SubscriberStatus.CONFIRMED if confirmed else SubscriberStatus.PENDING,
             "source": source,
             "created_at": moment,
             "updated_at": moment,

@@ -16,6 +16,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Row
 
+from newsletter.states import SubscriberStatus
 from newsletter.tables import DeliveryRow, IssueRow, SubscriberRow, SuppressionRow
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,8 @@ SUP = cast(Table, SuppressionRow.__table__)
 I = cast(Table, IssueRow.__table__)  # noqa: E741
 D = cast(Table, DeliveryRow.__table__)
 
-STATUSES = ("pending", "confirmed", "unsubscribed", "bounced", "complained")
+# Plain strings, in lifecycle order (CLI help, admin filter, counts).
+STATUSES = tuple(status.value for status in SubscriberStatus)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from newsletter.delivery.jobs import AdminSends, SendSnapshot, describe_send_err
 from newsletter.errors import NewsletterError, NotFoundError, SubscriberError
 from newsletter.issues import archive, get_issue
 from newsletter.schedule import ScheduleView, schedule_view
+from newsletter.states import IssueStatus
 from newsletter.tokens import ADMIN_SESSION_MAX_AGE, make_admin_session
 from newsletter.web.app import error_page, login_page, page, wants_json, web
 from newsletter.web.routes.archive import (
@@ -388,7 +389,7 @@ async def send(request: Request, issue_id: str = ISSUE_ID) -> Response:
         snapshot = admin_sends(request.app).get(issue_id)
         return JSONResponse(
             {
-                "status": "sending",
+                "status": IssueStatus.SENDING,
                 "started": started,
                 "message": title,
                 "send": snapshot.as_json() if snapshot else None,

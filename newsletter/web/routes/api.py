@@ -27,6 +27,7 @@ from newsletter.errors import AuthError, NotFoundError, SubscriberError
 from newsletter.issues import IssueFrozenError, IssueInfo, build_issue, edit_issue, get_issue, list_issues
 from newsletter.issues.preview import render_preview
 from newsletter.schedule import pause, resume, schedule_view, skip_next
+from newsletter.states import IssueStatus
 from newsletter.web.app import web
 from newsletter.web.routes.admin import MAX_TEST_ADDRESSES, admin_sends
 from newsletter.web.routes.archive import ISSUE_ID_PATTERN
@@ -167,14 +168,14 @@ async def issue_test(request: Request, issue_id: IssueId, body: TestSend) -> JSO
 async def issue_send(request: Request, issue_id: IssueId) -> JSONResponse:
     w = web(request)
     info = await run_in_threadpool(get_issue, w.engine, issue_id)
-    if info.status == "sent":
+    if info.status == IssueStatus.SENT:
         raise IssueFrozenError(f"issue {issue_id} has been sent already")
     stop: threading.Event | None = getattr(request.app.state, "stop_event", None)
     started = start_send(w.settings, w.engine, admin_sends(request.app), issue_id, stop=stop)
     return JSONResponse(
         {
             "id": issue_id,
-            "status": "sending",
+            "status": IssueStatus.SENDING,
             "started": started,
             "status_url": f"{PREFIX}/issues/{issue_id}/status",
         },

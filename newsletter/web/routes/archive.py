@@ -19,13 +19,13 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from newsletter.config import Settings
 from newsletter.errors import NotFoundError
 from newsletter.issues.content import IssueContent
+from newsletter.states import FROZEN_ISSUE_STATUSES, IssueStatus
 from newsletter.tables import IssueRow
 from newsletter.web.app import page, wants_json, web
 
 router = APIRouter(tags=["archive"])
 
 ISSUE_ID_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z_-]{0,39}$"
-PUBLIC_STATUSES = ("sending", "sent")
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def list_issue_summaries(
     """Issues newest first; only the ones that went out unless ``public`` is False (admin)."""
     query = select(IssueRow).order_by(IssueRow.issue_date.desc(), IssueRow.id.desc())
     if public:
-        query = query.where(IssueRow.status.in_(PUBLIC_STATUSES))
+        query = query.where(IssueRow.status.in_(FROZEN_ISSUE_STATUSES))
     if limit is not None:
         query = query.limit(limit)
     with engine.connect() as conn:
@@ -122,7 +122,7 @@ async def issue_page(
 ) -> Response:
     w = web(request)
     summary = await run_in_threadpool(get_issue_summary, w.engine, issue_id)
-    if summary is None or summary.status not in PUBLIC_STATUSES:
+    if summary is None or summary.status not in FROZEN_ISSUE_STATUSES:
         raise NotFoundError(f"no issue {issue_id!r} in the archive")
     content = await run_in_threadpool(load_content, w.settings, issue_id)
     if content is None:  # nothing to lay out: the browser version, as it was sent
@@ -135,7 +135,9 @@ FEED_SIZE = 20
 
 def atom_feed(settings: Settings, engine: Engine) -> bytes:
     """The Atom feed of sent issues, newest first: each entry the issue's verdicts."""
-    sent = [issue for issue in list_issue_summaries(engine, limit=FEED_SIZE) if issue.status == "sent"]
+    sent = [
+        issue for issue in list_issue_summaries(engine, limit=FEED_SIZE) if issue.status == IssueStatus.SENT
+    ]
     feed = FeedGenerator()
     feed.id(f"{settings.base_url}/issues")
     feed.title(settings.newsletter_name)

@@ -24,6 +24,7 @@ from newsletter import mail, subscribers
 from newsletter.config import Settings
 from newsletter.errors import SubscriberError, TokenError
 from newsletter.scheduler import next_run_times
+from newsletter.states import SubscriberStatus
 from newsletter.subscribers import Subscriber
 from newsletter.tokens import ExpiredTokenError
 from newsletter.web.app import page, wants_json, web
@@ -267,7 +268,7 @@ async def unsubscribe_page(request: Request, token: str = TOKEN_PATH) -> Respons
         {
             "token": token,
             "address": _masked(found),
-            "already": found is not None and found.status == "unsubscribed",
+            "already": found is not None and found.status == SubscriberStatus.UNSUBSCRIBED,
         },
     )
 
