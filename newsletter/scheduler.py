@@ -34,34 +34,28 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
+from newsletter.catalog import import_locations
 from newsletter.config import Settings
 from newsletter.db import is_postgres, session_scope
+from newsletter.delivery import send_issue
+from newsletter.delivery.sender import SendReport
 from newsletter.errors import NewsletterError
-from newsletter.schedule import schedule_state
+from newsletter.issues import build_issue
+from newsletter.schedule import Slot, current_slot, make_trigger, next_run_times, schedule_state
 from newsletter.states import FINAL_SLOT_OUTCOMES, IssueStatus, SlotOutcome
 from newsletter.tables import ScheduleSlotRow, utcnow
-
-if TYPE_CHECKING:
-    from newsletter.delivery.sender import SendReport
 
 log = logging.getLogger(__name__)
 
 JOB_ID = "weekly-issue"
-
-
-@dataclass(frozen=True)
-class Slot:
-    key: str
-    fire_time: datetime  # aware, in TIMEZONE
 
 
 @dataclass(frozen=True)
@@ -78,53 +72,6 @@ class TickResult:
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def make_trigger(settings: Settings) -> CronTrigger:
-    return CronTrigger.from_crontab(settings.schedule, timezone=ZoneInfo(settings.timezone))
-
-
-def next_run_times(settings: Settings, *, after: datetime | None = None, count: int = 3) -> list[datetime]:
-    trigger = make_trigger(settings)
-    moment = (after or datetime.now(UTC)).astimezone(ZoneInfo(settings.timezone))
-    times: list[datetime] = []
-    previous: datetime | None = None
-    for _ in range(count):
-        fire = trigger.get_next_fire_time(previous, moment)
-        if fire is None:
-            break
-        times.append(fire)
-        previous, moment = fire, fire + timedelta(microseconds=1)
-    return times
-
-
-def slot_key(settings: Settings, fire: datetime) -> str:
-    """A slot's name: its fire time in TIMEZONE, e.g. "2026-11-23T09:00 Europe/Berlin"."""
-    local = fire.astimezone(ZoneInfo(settings.timezone))
-    return f"{local:%Y-%m-%dT%H:%M} {settings.timezone}"
-
-
-def current_slot(settings: Settings, now: datetime) -> Slot | None:
-    """The latest scheduled fire time at or before ``now``: the slot ``now`` belongs to."""
-    trigger = make_trigger(settings)
-    zone = ZoneInfo(settings.timezone)
-    now_local = now.astimezone(zone)
-    window = timedelta(days=1)
-    year = timedelta(days=400)
-    # Look back over a growing window (bounded: a year) until a fire time turns up.
-    while True:
-        fire = trigger.get_next_fire_time(None, now_local - window)
-        last: datetime | None = None
-        steps = 0
-        while fire is not None and fire <= now_local and steps < 100_000:
-            last = fire
-            fire = trigger.get_next_fire_time(fire, fire + timedelta(microseconds=1))
-            steps += 1
-        if last is not None:
-            return Slot(key=slot_key(settings, last), fire_time=last)
-        if window >= year:
-            return None
-        window = min(window * 2, year)
 
 
 # --- the instance lock ------------------------------------------------------------------
@@ -350,8 +297,6 @@ def _run_claimed_slot(
                     SlotOutcome.NOTHING_NEW, f"slot {slot.key}: nothing new ({reason}); nothing sent", slot
                 )
             _record_issue(engine, slot, issue_id)
-        from newsletter.delivery import send_issue
-
         report = send_issue(settings, engine, issue_id, worker=worker, stop=stop, progress=progress)
     except NewsletterError as error:
         _finish(engine, slot, SlotOutcome.ERROR, detail=str(error), final=False)
@@ -406,14 +351,10 @@ def _import_and_build(settings: Settings, engine: Engine, now: datetime) -> tupl
     """Import SOURCES and build this slot's issue: (issue id or None, why not, failed sources)."""
     failed: list[str] = []
     if settings.sources:
-        from newsletter.catalog import import_locations
-
         report = import_locations(settings, engine, settings.sources)
         failed = [str(failure) for failure in report.failed]
         for failure in failed:
             log.warning("weekly job: source skipped: %s", failure)
-    from newsletter.issues import build_issue
-
     built = build_issue(settings, engine, date=now)
     if built.warning:
         log.warning("weekly job: issue %s: %s", built.issue_id, built.warning)
@@ -476,14 +417,6 @@ def _duration(delta: timedelta) -> str:
     if seconds >= 86400:
         return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
     return f"{seconds // 3600}h {seconds % 3600 // 60}m"
-
-
-def recent_slots(engine: Engine, limit: int = 5) -> list[ScheduleSlotRow]:
-    with session_scope(engine) as session:
-        rows = session.scalars(
-            select(ScheduleSlotRow).order_by(ScheduleSlotRow.claimed_at.desc()).limit(limit)
-        )
-        return list(rows)
 
 
 # --- APScheduler inside `newsletter serve` ------------------------------------------------------

@@ -24,7 +24,7 @@ from newsletter.catalog import import_locations
 from newsletter.cli import app as cli
 from newsletter.config import Settings, get_settings
 from newsletter.db import open_database
-from newsletter.scheduler import next_run_times
+from newsletter.schedule import next_run_times
 from newsletter.web import create_app
 from newsletter.web.routes.admin import admin_sends
 

@@ -20,9 +20,9 @@ from starlette.responses import Response, StreamingResponse
 
 from newsletter import mail, subscribers
 from newsletter.errors import NewsletterError, NotFoundError, SubscriberError
-from newsletter.web.app import page, web
 from newsletter.web.routes.admin_forms import admin_auth, checked_form, csrf_for, form_body
 from newsletter.web.security import verify_csrf
+from newsletter.web.shared import page, web
 
 router = APIRouter(prefix="/admin/subscribers", tags=["admin"])
 IMPORT_PATH = "/admin/subscribers/import"

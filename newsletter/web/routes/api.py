@@ -28,10 +28,10 @@ from newsletter.issues import IssueFrozenError, IssueInfo, build_issue, edit_iss
 from newsletter.issues.preview import render_preview
 from newsletter.schedule import pause, resume, schedule_view, skip_next
 from newsletter.states import IssueStatus
-from newsletter.web.app import web
 from newsletter.web.routes.admin import MAX_TEST_ADDRESSES, admin_sends
 from newsletter.web.routes.archive import ISSUE_ID_PATTERN
 from newsletter.web.security import token_matches
+from newsletter.web.shared import web
 
 PREFIX = "/api/v1"
 IMPORT_PATH = f"{PREFIX}/subscribers/import"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
-from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi import Path as PathParam
@@ -18,10 +17,11 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from newsletter.config import Settings
 from newsletter.errors import NotFoundError
+from newsletter.issues.archive import load_issue
 from newsletter.issues.content import IssueContent
 from newsletter.states import FROZEN_ISSUE_STATUSES, IssueStatus
 from newsletter.tables import IssueRow
-from newsletter.web.app import page, wants_json, web
+from newsletter.web.shared import page, wants_json, web
 
 router = APIRouter(tags=["archive"])
 
@@ -72,14 +72,6 @@ def get_issue_summary(engine: Engine, issue_id: str) -> IssueSummary | None:
 
 def load_web_html(settings: Settings, issue_id: str) -> str:
     """The archived browser version of an issue (the one place that reads the archive)."""
-    try:
-        from newsletter.issues.archive import load_issue
-    except ImportError:  # pragma: no cover - archive module not present
-        path = Path(settings.issues_dir) / issue_id / "web.html"
-        try:
-            return path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise NotFoundError(f"no archived issue {issue_id!r}") from None
     return load_issue(settings, issue_id).web_html
 
 
@@ -107,8 +99,6 @@ async def issues_index(request: Request) -> Response:
 def load_content(settings: Settings, issue_id: str) -> IssueContent | None:
     """What an archived issue says (issue.json: what was sent), for the site's own page;
     None for an archive that does not hold its content (hand-made or older)."""
-    from newsletter.issues.archive import load_issue
-
     try:
         return load_issue(settings, issue_id).content
     except (KeyError, TypeError, ValidationError):

@@ -17,8 +17,8 @@ from newsletter.issues.verdicts import summarise
 from newsletter.models import Comparison
 from newsletter.states import FROZEN_ISSUE_STATUSES
 from newsletter.tables import ComparisonRow, IssueComparisonRow, IssueRow
-from newsletter.web.app import page, wants_json, web
 from newsletter.web.routes.archive import list_issue_summaries
+from newsletter.web.shared import page, wants_json, web
 
 router = APIRouter(tags=["pages"])
 

@@ -23,13 +23,13 @@ from starlette.responses import JSONResponse, Response
 from newsletter import mail, subscribers
 from newsletter.config import Settings
 from newsletter.errors import SubscriberError, TokenError
-from newsletter.scheduler import next_run_times
+from newsletter.schedule import next_run_times
 from newsletter.states import SubscriberStatus
 from newsletter.subscribers import Subscriber
 from newsletter.tokens import ExpiredTokenError
-from newsletter.web.app import page, wants_json, web
 from newsletter.web.routes.archive import list_issue_summaries
 from newsletter.web.security import client_ip
+from newsletter.web.shared import page, wants_json, web
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["subscriptions"])
