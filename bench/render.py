@@ -58,7 +58,7 @@ def ten_comparisons() -> list[Any]:
 def measure_issue(comparisons: list[Any], runs: int) -> dict[str, float]:
     """Median ms of render_within_budget (the build's render, budget included) and its size."""
     from newsletter.config import load_settings
-    from newsletter.render import render_within_budget
+    from newsletter.issues.render import render_within_budget
     from tests.support.sample_comparisons import issue_content_for
 
     settings = load_settings()
@@ -81,7 +81,7 @@ def _measure(runs: int, recipients: int) -> dict[str, float]:
     import mjml
 
     from newsletter.config import load_settings
-    from newsletter.render import Renderer, substitutions
+    from newsletter.issues.render import Renderer, substitutions
     from tests.support.sample_comparisons import five_comparisons, issue_content_for
 
     settings = load_settings()

@@ -135,7 +135,7 @@ def stage_raw(url: str, recipients: int, issue: str) -> dict[str, Any]:
     from newsletter.config import get_settings
     from newsletter.db import open_database
     from newsletter.delivery.sender import load_content
-    from newsletter.render import PLACEHOLDERS, TEXT_PLACEHOLDERS
+    from newsletter.issues.render import PLACEHOLDERS, TEXT_PLACEHOLDERS
 
     settings = get_settings()
     content = load_content(settings, open_database(settings.database_url), issue)

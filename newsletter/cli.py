@@ -51,9 +51,9 @@ COMMANDS: dict[str, _Entry] = {
     "send": _Entry(_COMMANDS + "delivery", "send", "Send an issue to everyone not yet mailed."),
     "status": _Entry(_COMMANDS + "delivery", "status", "Where an issue's delivery stands."),
     "serve": _Entry(_COMMANDS + "server", "serve", "Serve the site, the admin and the scheduler."),
-    "tick": _Entry(_COMMANDS + "server", "tick", "Run the weekly job once, as the scheduler would."),
-    "schedule": _Entry(_COMMANDS + "server", "schedule_app", "The weekly schedule."),
-    "db": _Entry(_COMMANDS + "server", "db_app", "Database schema."),
+    "tick": _Entry(_COMMANDS + "schedule", "tick", "Run the weekly job once, as the scheduler would."),
+    "schedule": _Entry(_COMMANDS + "schedule", "schedule_app", "The weekly schedule."),
+    "db": _Entry(_COMMANDS + "db", "db_app", "Database schema."),
 }
 
 

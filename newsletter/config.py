@@ -20,8 +20,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from newsletter.errors import ConfigError
-
-ProviderName = Literal["outbox", "smtp", "sendgrid"]
+from newsletter.states import Provider
 
 
 class Settings(BaseSettings):
@@ -51,7 +50,7 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
 
     # --- delivery ------------------------------------------------------------------
-    provider: ProviderName = "outbox"
+    provider: Provider = Provider.OUTBOX
     smtp_url: SecretStr | None = None
     smtp_connections: int = Field(default=1, ge=1, le=32)
     smtp_timeout: float = Field(default=30.0, gt=0)
@@ -146,9 +145,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _provider_needs_its_settings(self) -> Settings:
-        if self.provider == "sendgrid" and not self.sendgrid_api_key:
+        if self.provider == Provider.SENDGRID and not self.sendgrid_api_key:
             raise ValueError("NEWSLETTER_PROVIDER=sendgrid needs NEWSLETTER_SENDGRID_API_KEY")
-        if self.provider == "smtp" and not self.smtp_url:
+        if self.provider == Provider.SMTP and not self.smtp_url:
             raise ValueError("NEWSLETTER_PROVIDER=smtp needs NEWSLETTER_SMTP_URL")
         return self
 

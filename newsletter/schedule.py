@@ -1,4 +1,5 @@
-"""The editor's hold on the weekly job: pause, resume, skip the next slot, and the view of it.
+"""The weekly calendar (when the job fires, the slot each fire time names) and the editor's
+hold on it: pause, resume, skip the next slot, and the view of it.
 
 Kept in the database (``schedule_state``, ``schedule_slots``), not in a process, so every
 instance running the scheduler honours them:
@@ -14,9 +15,11 @@ The CLI (``newsletter schedule …``), the admin API and the admin pages call th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.exc import IntegrityError
 
@@ -29,9 +32,75 @@ STATE_KEY = "weekly"
 REASON_LIMIT = 500
 
 
+# --- the calendar: when the weekly job fires, and the slot each fire time names ---------------
+
+
+@dataclass(frozen=True)
+class Slot:
+    key: str
+    fire_time: datetime  # aware, in TIMEZONE
+
+
+def make_trigger(settings: Settings) -> CronTrigger:
+    return CronTrigger.from_crontab(settings.schedule, timezone=ZoneInfo(settings.timezone))
+
+
+def next_run_times(settings: Settings, *, after: datetime | None = None, count: int = 3) -> list[datetime]:
+    trigger = make_trigger(settings)
+    moment = (after or datetime.now(UTC)).astimezone(ZoneInfo(settings.timezone))
+    times: list[datetime] = []
+    previous: datetime | None = None
+    for _ in range(count):
+        fire = trigger.get_next_fire_time(previous, moment)
+        if fire is None:
+            break
+        times.append(fire)
+        previous, moment = fire, fire + timedelta(microseconds=1)
+    return times
+
+
+def slot_key(settings: Settings, fire: datetime) -> str:
+    """A slot's name: its fire time in TIMEZONE, e.g. "2026-11-23T09:00 Europe/Berlin"."""
+    local = fire.astimezone(ZoneInfo(settings.timezone))
+    return f"{local:%Y-%m-%dT%H:%M} {settings.timezone}"
+
+
+def current_slot(settings: Settings, now: datetime) -> Slot | None:
+    """The latest scheduled fire time at or before ``now``: the slot ``now`` belongs to."""
+    trigger = make_trigger(settings)
+    zone = ZoneInfo(settings.timezone)
+    now_local = now.astimezone(zone)
+    window = timedelta(days=1)
+    year = timedelta(days=400)
+    # Look back over a growing window (bounded: a year) until a fire time turns up.
+    while True:
+        fire = trigger.get_next_fire_time(None, now_local - window)
+        last: datetime | None = None
+        steps = 0
+        while fire is not None and fire <= now_local and steps < 100_000:
+            last = fire
+            fire = trigger.get_next_fire_time(fire, fire + timedelta(microseconds=1))
+            steps += 1
+        if last is not None:
+            return Slot(key=slot_key(settings, last), fire_time=last)
+        if window >= year:
+            return None
+        window = min(window * 2, year)
+
+
+def recent_slots(engine: Engine, limit: int = 5) -> list[ScheduleSlotRow]:
+    with session_scope(engine) as session:
+        rows = session.scalars(
+            select(ScheduleSlotRow).order_by(ScheduleSlotRow.claimed_at.desc()).limit(limit)
+        )
+        return list(rows)
+
+
+# --- the editor's switch -------------------------------------------------------------------------
+
+
 class ScheduleConflictError(SchedulerError):
     """No slot left to skip among the next ones."""
-
     http_status = 409
 
 
@@ -128,15 +197,7 @@ def skip_next(
 
 
 def _upcoming(settings: Settings, moment: datetime, *, count: int) -> list[datetime]:
-    from newsletter.scheduler import next_run_times
-
     return next_run_times(settings, after=moment, count=count)
-
-
-def slot_key(settings: Settings, fire: datetime) -> str:
-    from newsletter.scheduler import slot_key as key_of
-
-    return key_of(settings, fire)
 
 
 # --- the view: `newsletter schedule show`, GET /api/v1/schedule, the admin pages -----------------
@@ -145,7 +206,6 @@ def slot_key(settings: Settings, fire: datetime) -> str:
 @dataclass(frozen=True)
 class ScheduleView:
     """The weekly schedule: next runs (and which of them are skipped), recent slots, pause state."""
-
     expression: str
     timezone: str
     grace_seconds: int
@@ -204,8 +264,6 @@ class ScheduleView:
 
 
 def schedule_view(settings: Settings, engine: Engine, *, runs: int = 3, slots: int = 5) -> ScheduleView:
-    from newsletter.scheduler import next_run_times, recent_slots
-
     fires = next_run_times(settings, count=runs)
     keys = [slot_key(settings, fire) for fire in fires]
     with session_scope(engine) as session:

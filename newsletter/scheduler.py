@@ -34,99 +34,44 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
+from newsletter.catalog import import_locations
 from newsletter.config import Settings
 from newsletter.db import is_postgres, session_scope
+from newsletter.delivery import send_issue
+from newsletter.delivery.sender import SendReport
 from newsletter.errors import NewsletterError
-from newsletter.schedule import schedule_state
+from newsletter.issues import build_issue
+from newsletter.schedule import Slot, current_slot, make_trigger, next_run_times, schedule_state
+from newsletter.states import FINAL_SLOT_OUTCOMES, IssueStatus, SlotOutcome
 from newsletter.tables import ScheduleSlotRow, utcnow
-
-if TYPE_CHECKING:
-    from newsletter.delivery.sender import SendReport
 
 log = logging.getLogger(__name__)
 
-# paused / skipped: the editor's (newsletter/schedule.py); such a slot never sends.
-FINAL_OUTCOMES = frozenset({"sent", "nothing_new", "paused", "skipped"})
 JOB_ID = "weekly-issue"
 
 
 @dataclass(frozen=True)
-class Slot:
-    key: str
-    fire_time: datetime  # aware, in TIMEZONE
-
-
-@dataclass(frozen=True)
 class TickResult:
-    # sent | nothing_new | taken | done | missed | error | stopped | incomplete | paused | skipped
-    outcome: str
+    outcome: str  # a SlotOutcome (newsletter/states.py)
     message: str
     slot: Slot | None = None
     issue_id: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.outcome != "error"
+        return self.outcome != SlotOutcome.ERROR
 
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def make_trigger(settings: Settings) -> CronTrigger:
-    return CronTrigger.from_crontab(settings.schedule, timezone=ZoneInfo(settings.timezone))
-
-
-def next_run_times(settings: Settings, *, after: datetime | None = None, count: int = 3) -> list[datetime]:
-    trigger = make_trigger(settings)
-    moment = (after or datetime.now(UTC)).astimezone(ZoneInfo(settings.timezone))
-    times: list[datetime] = []
-    previous: datetime | None = None
-    for _ in range(count):
-        fire = trigger.get_next_fire_time(previous, moment)
-        if fire is None:
-            break
-        times.append(fire)
-        previous, moment = fire, fire + timedelta(microseconds=1)
-    return times
-
-
-def slot_key(settings: Settings, fire: datetime) -> str:
-    """A slot's name: its fire time in TIMEZONE, e.g. "2026-11-23T09:00 Europe/Berlin"."""
-    local = fire.astimezone(ZoneInfo(settings.timezone))
-    return f"{local:%Y-%m-%dT%H:%M} {settings.timezone}"
-
-
-def current_slot(settings: Settings, now: datetime) -> Slot | None:
-    """The latest scheduled fire time at or before ``now``: the slot ``now`` belongs to."""
-    trigger = make_trigger(settings)
-    zone = ZoneInfo(settings.timezone)
-    now_local = now.astimezone(zone)
-    window = timedelta(days=1)
-    year = timedelta(days=400)
-    # Look back over a growing window (bounded: a year) until a fire time turns up.
-    while True:
-        fire = trigger.get_next_fire_time(None, now_local - window)
-        last: datetime | None = None
-        steps = 0
-        while fire is not None and fire <= now_local and steps < 100_000:
-            last = fire
-            fire = trigger.get_next_fire_time(fire, fire + timedelta(microseconds=1))
-            steps += 1
-        if last is not None:
-            return Slot(key=slot_key(settings, last), fire_time=last)
-        if window >= year:
-            return None
-        window = min(window * 2, year)
 
 
 # --- the instance lock ------------------------------------------------------------------
@@ -197,13 +142,16 @@ def run_tick(
     slot = current_slot(settings, now)
     if slot is None:
         return TickResult(
-            "missed", f"the schedule {settings.schedule!r} has no run before {now:%Y-%m-%d %H:%M} UTC"
+            SlotOutcome.MISSED,
+            f"the schedule {settings.schedule!r} has no run before {now:%Y-%m-%d %H:%M} UTC",
         )
     late = now - slot.fire_time
     with instance_lock(engine) as got:
         if not got:
             return TickResult(
-                "taken", f"slot {slot.key} is already taken: another instance is running the weekly job", slot
+                SlotOutcome.TAKEN,
+                f"slot {slot.key} is already taken: another instance is running the weekly job",
+                slot,
             )
         state = schedule_state(engine)
         if state.paused:
@@ -220,7 +168,9 @@ def run_tick(
             settings, engine, slot, unfinished, now=now, worker=worker, stop=stop, progress=progress
         )
         if stop is not None and stop.is_set():
-            return resumed[-1] if resumed else TickResult("stopped", "stopped before it started", slot)
+            return (
+                resumed[-1] if resumed else TickResult(SlotOutcome.STOPPED, "stopped before it started", slot)
+            )
         if stale:
             result = _missed(settings, slot, late, now)
         else:
@@ -244,19 +194,19 @@ def _record_paused(engine: Engine, slot: Slot, worker: str, reason: str | None) 
                     claimed_by=worker,
                     claimed_at=utcnow(),
                     finished_at=utcnow(),
-                    outcome="paused",
+                    outcome=SlotOutcome.PAUSED,
                     detail=f"the schedule is paused{why}",
                 )
             )
     except IntegrityError:
         with session_scope(engine) as session:
             row = session.get(ScheduleSlotRow, slot.key)
-            if row is not None and row.outcome not in FINAL_OUTCOMES and row.issue_id is None:
-                row.outcome, row.finished_at = "paused", utcnow()
+            if row is not None and row.outcome not in FINAL_SLOT_OUTCOMES and row.issue_id is None:
+                row.outcome, row.finished_at = SlotOutcome.PAUSED, utcnow()
                 row.detail = f"the schedule is paused{why}"
     log.info("weekly job: slot %s: the schedule is paused%s; nothing sent", slot.key, why)
     return TickResult(
-        "paused",
+        SlotOutcome.PAUSED,
         f"slot {slot.key}: the schedule is paused{why}; nothing sent (`newsletter schedule resume`)",
         slot,
     )
@@ -267,7 +217,7 @@ def _missed(settings: Settings, slot: Slot, late: timedelta, now: datetime) -> T
     when = f"; next run {upcoming[0]:%Y-%m-%d %H:%M %Z}" if upcoming else ""
     grace = _duration(timedelta(seconds=settings.misfire_grace_time))
     return TickResult(
-        "missed",
+        SlotOutcome.MISSED,
         f"slot {slot.key} was {_duration(late)} ago, past the grace time of {grace}: "
         f"not sending a stale issue{when}",
         slot,
@@ -313,14 +263,16 @@ def _run_claimed_slot(
     progress: Callable[..., Any] | None,
 ) -> TickResult:
     row = _claim(engine, slot, worker)
-    if row.outcome == "skipped":
-        return TickResult("skipped", f"slot {slot.key} was skipped ({row.detail}); nothing sent", slot)
-    if row.outcome in FINAL_OUTCOMES:
+    if row.outcome == SlotOutcome.SKIPPED:
+        return TickResult(
+            SlotOutcome.SKIPPED, f"slot {slot.key} was skipped ({row.detail}); nothing sent", slot
+        )
+    if row.outcome in FINAL_SLOT_OUTCOMES:
         what = {"sent": f"sent issue {row.issue_id}", "paused": "paused: nothing sent"}.get(
             row.outcome, "nothing new"
         )
         return TickResult(
-            "done",
+            SlotOutcome.DONE,
             f"slot {slot.key} is already taken: {row.claimed_by} handled it ({what}); nothing to do",
             slot,
             row.issue_id,
@@ -335,40 +287,40 @@ def _run_claimed_slot(
                 detail = f"nothing new, but {len(failed_sources)} source(s) failed: " + "; ".join(
                     failed_sources
                 )
-                _finish(engine, slot, "error", detail=detail[:2000], final=False)
+                _finish(engine, slot, SlotOutcome.ERROR, detail=detail[:2000], final=False)
                 log.error("weekly job: slot %s: %s", slot.key, detail)
-                return TickResult("error", f"slot {slot.key}: {detail}", slot)
+                return TickResult(SlotOutcome.ERROR, f"slot {slot.key}: {detail}", slot)
             if issue_id is None:
-                _finish(engine, slot, "nothing_new", detail=reason)
+                _finish(engine, slot, SlotOutcome.NOTHING_NEW, detail=reason)
                 log.info("weekly job: nothing new for slot %s: %s", slot.key, reason)
                 return TickResult(
-                    "nothing_new", f"slot {slot.key}: nothing new ({reason}); nothing sent", slot
+                    SlotOutcome.NOTHING_NEW, f"slot {slot.key}: nothing new ({reason}); nothing sent", slot
                 )
             _record_issue(engine, slot, issue_id)
-        from newsletter.delivery import send_issue
-
         report = send_issue(settings, engine, issue_id, worker=worker, stop=stop, progress=progress)
     except NewsletterError as error:
-        _finish(engine, slot, "error", detail=str(error), final=False)
+        _finish(engine, slot, SlotOutcome.ERROR, detail=str(error), final=False)
         log.error("weekly job failed for slot %s: %s", slot.key, error)
-        return TickResult("error", f"slot {slot.key}: {error}", slot, issue_id)
+        return TickResult(SlotOutcome.ERROR, f"slot {slot.key}: {error}", slot, issue_id)
     summary = _summary(report)
-    if report.issue_status == "sent":
-        _finish(engine, slot, "sent", issue_id=issue_id, detail=summary)
-        return TickResult("sent", f"slot {slot.key}: sent issue {issue_id} ({summary})", slot, issue_id)
+    if report.issue_status == IssueStatus.SENT:
+        _finish(engine, slot, SlotOutcome.SENT, issue_id=issue_id, detail=summary)
+        return TickResult(
+            SlotOutcome.SENT, f"slot {slot.key}: sent issue {issue_id} ({summary})", slot, issue_id
+        )
     if report.interrupted:
         detail = f"stopped mid-send ({summary}); the next tick resumes issue {issue_id}"
-        _finish(engine, slot, "stopped", detail=detail, final=False)
-        return TickResult("stopped", f"slot {slot.key}: {detail}", slot, issue_id)
+        _finish(engine, slot, SlotOutcome.STOPPED, detail=detail, final=False)
+        return TickResult(SlotOutcome.STOPPED, f"slot {slot.key}: {detail}", slot, issue_id)
     # Not interrupted, yet not finished: recipients whose batch's fate is unknown (a crash
     # mid-request). They are never resent silently: the editor decides.
     detail = (
         f"incomplete ({summary}): recipients still in flight, left by a crash or held by another "
         f"send that is still running; `newsletter status {issue_id}` says which"
     )
-    _finish(engine, slot, "incomplete", detail=detail, final=False)
+    _finish(engine, slot, SlotOutcome.INCOMPLETE, detail=detail, final=False)
     log.warning("weekly job: slot %s %s", slot.key, detail)
-    return TickResult("incomplete", f"slot {slot.key}: {detail}", slot, issue_id)
+    return TickResult(SlotOutcome.INCOMPLETE, f"slot {slot.key}: {detail}", slot, issue_id)
 
 
 def _claim(engine: Engine, slot: Slot, worker: str) -> ScheduleSlotRow:
@@ -376,18 +328,22 @@ def _claim(engine: Engine, slot: Slot, worker: str) -> ScheduleSlotRow:
     try:
         with session_scope(engine) as session:
             session.add(
-                ScheduleSlotRow(key=slot.key, claimed_by=worker, claimed_at=utcnow(), outcome="running")
+                ScheduleSlotRow(
+                    key=slot.key, claimed_by=worker, claimed_at=utcnow(), outcome=SlotOutcome.RUNNING
+                )
             )
     except IntegrityError:
         pass
     with session_scope(engine) as session:
         row = session.get(ScheduleSlotRow, slot.key)
         assert row is not None
-        if row.outcome not in FINAL_OUTCOMES and (row.claimed_by != worker or row.outcome != "running"):
+        if row.outcome not in FINAL_SLOT_OUTCOMES and (
+            row.claimed_by != worker or row.outcome != SlotOutcome.RUNNING
+        ):
             # Also when the worker name is ours: host:pid repeats across container restarts.
             log.warning("resuming slot %s left %s by %s", slot.key, row.outcome, row.claimed_by)
             row.claimed_by = worker
-            row.outcome = "running"
+            row.outcome = SlotOutcome.RUNNING
         return row
 
 
@@ -395,14 +351,10 @@ def _import_and_build(settings: Settings, engine: Engine, now: datetime) -> tupl
     """Import SOURCES and build this slot's issue: (issue id or None, why not, failed sources)."""
     failed: list[str] = []
     if settings.sources:
-        from newsletter.catalog import import_locations
-
         report = import_locations(settings, engine, settings.sources)
         failed = [str(failure) for failure in report.failed]
         for failure in failed:
             log.warning("weekly job: source skipped: %s", failure)
-    from newsletter.issues import build_issue
-
     built = build_issue(settings, engine, date=now)
     if built.warning:
         log.warning("weekly job: issue %s: %s", built.issue_id, built.warning)
@@ -453,7 +405,7 @@ def unfinished_slots(engine: Engine) -> list[ScheduleSlotRow]:
     with session_scope(engine) as session:
         rows = session.scalars(
             select(ScheduleSlotRow)
-            .where(ScheduleSlotRow.outcome.not_in(FINAL_OUTCOMES), ScheduleSlotRow.issue_id.is_not(None))
+            .where(ScheduleSlotRow.outcome.not_in(FINAL_SLOT_OUTCOMES), ScheduleSlotRow.issue_id.is_not(None))
             .order_by(ScheduleSlotRow.claimed_at)
             .limit(50)
         )
@@ -465,14 +417,6 @@ def _duration(delta: timedelta) -> str:
     if seconds >= 86400:
         return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
     return f"{seconds // 3600}h {seconds % 3600 // 60}m"
-
-
-def recent_slots(engine: Engine, limit: int = 5) -> list[ScheduleSlotRow]:
-    with session_scope(engine) as session:
-        rows = session.scalars(
-            select(ScheduleSlotRow).order_by(ScheduleSlotRow.claimed_at.desc()).limit(limit)
-        )
-        return list(rows)
 
 
 # --- APScheduler inside `newsletter serve` ------------------------------------------------------
@@ -518,5 +462,5 @@ def start_scheduler(
 
 def _scheduled_tick(settings: Settings, engine: Engine, stop: threading.Event) -> None:
     result = run_tick(settings, engine, stop=stop)
-    level = logging.ERROR if result.outcome == "error" else logging.INFO
+    level = logging.ERROR if result.outcome == SlotOutcome.ERROR else logging.INFO
     log.log(level, "weekly job: %s", result.message)

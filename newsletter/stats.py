@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, func, select
 
+from newsletter.states import IssueStatus
 from newsletter.tables import DeliveryRow, IssueRow, SubscriberRow, WebhookEventRow
 
 # Provider event names (SendGrid's) behind each column of the stats table.
@@ -46,7 +47,7 @@ def issue_stats(engine: Engine, *, limit: int = 12) -> list[IssueStats]:
     with engine.connect() as conn:
         issues = conn.execute(
             select(IssueRow.id, IssueRow.subject, IssueRow.status)
-            .where(IssueRow.status != "draft")
+            .where(IssueRow.status != IssueStatus.DRAFT)
             .order_by(IssueRow.issue_date.desc(), IssueRow.id.desc())
             .limit(limit)
         ).all()

@@ -24,6 +24,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from newsletter.states import IssueStatus, SlotOutcome, SubscriberStatus
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -116,8 +118,8 @@ class IssueRow(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     subject: Mapped[str] = mapped_column(String(300))
     preheader: Mapped[str] = mapped_column(String(500))
-    # draft -> sending -> sent. Anything past draft is frozen.
-    status: Mapped[str] = mapped_column(String(20), default="draft", index=True)
+    # IssueStatus: draft -> sending -> sent. Anything past draft is frozen.
+    status: Mapped[str] = mapped_column(String(20), default=IssueStatus.DRAFT, index=True)
     issue_date: Mapped[datetime] = mapped_column(UTCDateTime)
     built_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     send_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -149,8 +151,8 @@ class SubscriberRow(Base):
     # sha256 of the normalised address, lower-cased: survives erasure to honour suppression.
     email_hash: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str | None] = mapped_column(String(200))
-    # pending | confirmed | unsubscribed | bounced | complained
-    status: Mapped[str] = mapped_column(String(20), default="pending")
+    # SubscriberStatus: pending | confirmed | unsubscribed | bounced | complained
+    status: Mapped[str] = mapped_column(String(20), default=SubscriberStatus.PENDING)
     source: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -262,8 +264,8 @@ class ScheduleSlotRow(Base):
     claimed_by: Mapped[str] = mapped_column(String(200))
     claimed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # running | sent | nothing_new | error | stopped | incomplete | paused | skipped
-    outcome: Mapped[str] = mapped_column(String(20), default="running")
+    # SlotOutcome: running | sent | nothing_new | error | stopped | incomplete | paused | skipped
+    outcome: Mapped[str] = mapped_column(String(20), default=SlotOutcome.RUNNING)
     issue_id: Mapped[str | None] = mapped_column(String(40))
     detail: Mapped[str | None] = mapped_column(Text)
 

@@ -15,7 +15,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import Engine, insert, update
 
-from newsletter import subscribers
+from newsletter import mail, subscribers
 from newsletter.catalog import import_locations
 from newsletter.config import Settings, get_settings
 from newsletter.db import open_database
@@ -96,7 +96,7 @@ def test_a_form_post_without_the_csrf_token_is_refused(
 ) -> None:
     import_locations(cfg, db, [str(SAMPLES)])
     login(client)
-    subscribers.add(cfg, db, ["keep@example.com"], confirmed=True)
+    mail.add(cfg, db, ["keep@example.com"], confirmed=True)
     for token in (None, "forged.token.value"):
         fields = dict(data, **({"csrf": token} if token else {}))
         answer = client.post(path, data=fields)
@@ -180,8 +180,8 @@ def test_subscribers_search_pages_add_import_export_history_erase(
     client: TestClient, cfg: Settings, db: Engine
 ) -> None:
     csrf = login(client)
-    subscribers.add(cfg, db, ["zoe@example.com"], confirmed=True, name="Zoë Ünal")
-    subscribers.add(cfg, db, [f"reader{n:02d}@example.com" for n in range(60)], confirmed=True)
+    mail.add(cfg, db, ["zoe@example.com"], confirmed=True, name="Zoë Ünal")
+    mail.add(cfg, db, [f"reader{n:02d}@example.com" for n in range(60)], confirmed=True)
 
     found = client.get("/admin/subscribers", params={"q": "ZOË"})
     assert "zoe@example.com" in found.text and "reader01@" not in found.text
@@ -249,7 +249,7 @@ def test_stats_count_people_per_issue_and_growth_by_week(
     from tests.test_web import add_issue
 
     login(client)
-    subscribers.add(cfg, db, [f"r{n}@example.com" for n in range(4)], confirmed=True)
+    mail.add(cfg, db, [f"r{n}@example.com" for n in range(4)], confirmed=True)
     ids = [s.id for s in subscribers.search_subscribers(db).subscribers]
     add_issue(db, cfg, "2026-W47", "sent", "Older <b>issue</b> & co")
     add_issue(db, cfg, "2026-W48", "draft", "A draft is not counted")

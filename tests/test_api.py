@@ -19,12 +19,12 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
-from newsletter import subscribers
+from newsletter import mail, subscribers
 from newsletter.catalog import import_locations
 from newsletter.cli import app as cli
 from newsletter.config import Settings, get_settings
 from newsletter.db import open_database
-from newsletter.scheduler import next_run_times
+from newsletter.schedule import next_run_times
 from newsletter.web import create_app
 from newsletter.web.routes.admin import admin_sends
 
@@ -197,8 +197,8 @@ def test_build_note_preview_send_status_with_the_outbox(
     client: TestClient, cfg: Settings, db: Engine
 ) -> None:
     readers = ["ana@example.com", "bjorn@bücher.com", "chloe@例え.jp"]  # IDN domains
-    subscribers.add(cfg, db, readers[:1], confirmed=True, name="Ana María")
-    subscribers.add(cfg, db, readers[1:], confirmed=True)
+    mail.add(cfg, db, readers[:1], confirmed=True, name="Ana María")
+    mail.add(cfg, db, readers[1:], confirmed=True)
 
     issue_id = _build(client, cfg, db)
     again = client.post("/api/v1/issues", headers=AUTH)
@@ -264,7 +264,7 @@ def test_subscribers_search_pages_add_erase_import_export(
     client: TestClient, cfg: Settings, db: Engine
 ) -> None:
     for n in range(5):
-        subscribers.add(cfg, db, [f"reader{n}@example.com"], confirmed=True, name=f"Lecteur {n} — 読者")
+        mail.add(cfg, db, [f"reader{n}@example.com"], confirmed=True, name=f"Lecteur {n} — 読者")
     added = client.post(
         "/api/v1/subscribers",
         json={"email": "Zoe@Exämple.com", "name": "Zoë O’Brien", "confirmed": True},
@@ -337,7 +337,7 @@ def _tick(now: str) -> str:
 def test_pause_through_the_api_then_tick_sends_nothing_and_resume_sends_the_next(
     client: TestClient, cfg: Settings, db: Engine
 ) -> None:
-    subscribers.add(cfg, db, ["lea@bücher.com", "li@例え.jp"], confirmed=True, name="Léa 李")
+    mail.add(cfg, db, ["lea@bücher.com", "li@例え.jp"], confirmed=True, name="Léa 李")
     first, second, third = next_run_times(cfg, count=3)
     paused = client.post("/api/v1/schedule/pause", json={"reason": "vacances d’été ☀"}, headers=AUTH)
     assert paused.status_code == 200 and paused.json()["paused"] is True
@@ -392,7 +392,7 @@ def test_issue_edit_on_the_cli(cfg: Settings, db: Engine, tmp_path: Path) -> Non
     )
     assert edited.exit_code == 0, edited.output
     assert "edited draft" in edited.output and "Spécial ☕" in edited.output
-    from newsletter.archive import load_issue
+    from newsletter.issues.archive import load_issue
 
     archived = load_issue(cfg, issue_id)
     assert "<em>l’équipe</em> 🎉" in archived.html and "Bonjour — *l’équipe* 🎉" in archived.text

@@ -15,21 +15,21 @@ import pytest
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
-from newsletter.archive import (
+from newsletter.cli import app
+from newsletter.config import Settings, get_settings
+from newsletter.db import open_database
+from newsletter.errors import NotFoundError
+from newsletter.issues import build_issue, mark_sending
+from newsletter.issues.archive import (
     archived_ids,
     issue_dir,
     load_issue,
     write_atomic,
     write_issue,
 )
-from newsletter.cli import app
-from newsletter.config import Settings, get_settings
-from newsletter.db import open_database
-from newsletter.errors import NotFoundError
-from newsletter.issues import build_issue, mark_sending
-from newsletter.preview import make_preview_server, render_preview, write_preview
-from newsletter.render import EMAIL_TEMPLATES, leftover_placeholders, sample_values
-from newsletter.verdicts import IssueContent
+from newsletter.issues.content import IssueContent
+from newsletter.issues.preview import make_preview_server, render_preview, write_preview
+from newsletter.issues.render import EMAIL_TEMPLATES, leftover_placeholders, sample_values
 from tests.support.sample_comparisons import insert_comparisons, seed_like
 
 MONDAY = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -85,7 +85,7 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path: Path, monkeypatch: pyt
     def crash(src: object, dst: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("newsletter.archive.os.replace", crash)
+    monkeypatch.setattr("newsletter.issues.archive.os.replace", crash)
     with pytest.raises(OSError, match="disk full"):
         write_atomic(target, "three")  # fails before the swap: the old file stays whole
     assert target.read_text() == "two"

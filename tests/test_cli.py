@@ -226,7 +226,7 @@ def test_an_unexpected_error_is_one_line_naming_a_log_with_the_traceback(
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("disk on fire — 火")
 
-    monkeypatch.setattr("newsletter.issues.list_issues", broken)
+    monkeypatch.setattr("newsletter.commands.issues.list_issues", broken)
     result = runner.invoke(app, ["issue", "list"])
     line = _one_line_error(result)
     assert "unexpected RuntimeError: disk on fire — 火" in line

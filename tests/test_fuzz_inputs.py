@@ -30,7 +30,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select, update
 
-from newsletter import subscribers
+from newsletter import mail, subscribers
 from newsletter.config import Settings, get_settings
 from newsletter.db import open_database
 from newsletter.delivery import delivery_status, send_issue
@@ -152,7 +152,7 @@ def _csv_line(cells: list[str], terminator: str) -> str:
 def test_csv_import_fuzzed_rows_are_imported_once_or_reported_by_line(
     settings: Settings, engine: Engine, tmp_path: Path
 ) -> None:
-    subscribers.add(settings, engine, ["gone@example.com"], confirmed=True)
+    mail.add(settings, engine, ["gone@example.com"], confirmed=True)
     subscribers.remove(engine, "gone@example.com")  # erased: suppressed, never re-imported
     earlier: list[str] = []  # good addresses imported by earlier examples ("again" rows reuse them)
 
@@ -571,7 +571,7 @@ def test_an_accepted_subscribe_with_an_odd_name_is_stored(
 def test_send_issue_to_a_confirmed_idn_subscriber_completes(settings: Settings, engine: Engine) -> None:
     issue = make_issue(settings, engine)
     emails = add_subscribers(engine, 3)
-    subscribers.add(settings, engine, ["user@xn--bcher-kva.de"], confirmed=True)
+    mail.add(settings, engine, ["user@xn--bcher-kva.de"], confirmed=True)
     report = send_issue(settings, engine, issue)
     assert report.sent == 4
     mailed = [dict(raw_headers(path.read_bytes()))["to"] for path in _eml_files(settings)]

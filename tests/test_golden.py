@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from newsletter.config import Settings, get_settings
+from newsletter.issues.render import render_issue
 from newsletter.models import Comparison, Review, ToolEntry
-from newsletter.render import render_issue
 from newsletter.sources import parse_file
 from tests.conftest import SEEDS
 from tests.support.sample_comparisons import BASE_DATE, comparison_000, five_comparisons, issue_content_for

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from newsletter import subscribers
+from newsletter import mail, subscribers
 from newsletter.catalog import import_locations
 from newsletter.config import Settings, get_settings
 from newsletter.db import open_database
 from newsletter.delivery import send_issue
 from newsletter.issues import build_issue, edit_issue
-from newsletter.scheduler import next_run_times
+from newsletter.schedule import next_run_times
 from newsletter.web import create_app
 
 with warnings.catch_warnings():
@@ -54,7 +54,7 @@ def _sent_issue(cfg: Settings, db: Engine) -> str:
     issue_id = build_issue(cfg, db).issue_id
     assert issue_id
     edit_issue(cfg, db, issue_id, note="Cette semaine — *trois* verdicts, 一 surprise ☕")
-    subscribers.add(cfg, db, ["ana@example.com"], confirmed=True, name="Ana")
+    mail.add(cfg, db, ["ana@example.com"], confirmed=True, name="Ana")
     assert send_issue(cfg, db, issue_id).issue_status == "sent"
     return issue_id
 

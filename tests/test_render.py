@@ -13,7 +13,7 @@ import pytest
 
 from newsletter.config import Settings, get_settings
 from newsletter.errors import RenderError
-from newsletter.render import (
+from newsletter.issues.render import (
     DEFAULT_VALUES,
     EMAIL_TEMPLATES,
     PLACEHOLDERS,

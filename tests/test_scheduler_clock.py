@@ -10,7 +10,8 @@ from sqlalchemy import Engine
 
 from newsletter.config import Settings, load_settings
 from newsletter.errors import ConfigError
-from newsletter.scheduler import current_slot, instance_lock, next_run_times, run_tick
+from newsletter.schedule import current_slot, next_run_times, recent_slots
+from newsletter.scheduler import instance_lock, run_tick
 
 
 def _settings(zone: str, **extra: object) -> Settings:
@@ -59,7 +60,6 @@ def test_tick_beyond_grace_sends_nothing(sqlite_env: dict[str, str]) -> None:
     result = run_tick(settings, engine, now=datetime(2026, 11, 27, 12, 0, tzinfo=UTC))
     assert result.outcome == "missed"
     assert "grace" in result.message and "2026-11-23T09:00 UTC" in result.message
-    from newsletter.scheduler import recent_slots
 
     assert recent_slots(engine) == []
 

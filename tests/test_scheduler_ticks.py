@@ -23,7 +23,8 @@ from sqlalchemy import Engine, insert, select
 
 from newsletter.config import Settings, get_settings
 from newsletter.db import open_database, session_scope
-from newsletter.scheduler import next_run_times, run_tick, start_scheduler
+from newsletter.schedule import next_run_times
+from newsletter.scheduler import run_tick, start_scheduler
 from newsletter.tables import IssueRow, ScheduleSlotRow
 from tests.support.delivery_fixtures import (
     add_subscribers,

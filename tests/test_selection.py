@@ -9,7 +9,6 @@ import pytest
 from sqlalchemy import Engine, func, select, update
 from typer.testing import CliRunner
 
-from newsletter.archive import issue_dir, load_issue
 from newsletter.cli import app
 from newsletter.config import Settings
 from newsletter.db import session_scope
@@ -23,8 +22,9 @@ from newsletter.issues import (
     mark_sent,
     rebuild_issue,
 )
+from newsletter.issues.archive import issue_dir, load_issue
+from newsletter.issues.selection import select_comparisons, week_id
 from newsletter.models import Comparison
-from newsletter.selection import select_comparisons, week_id
 from newsletter.tables import ComparisonRow, IssueRow
 from tests.support.sample_comparisons import (
     BASE_DATE,

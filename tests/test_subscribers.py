@@ -15,8 +15,9 @@ import time_machine
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
 
-from newsletter import subscribers
+from newsletter import mail, subscribers
 from newsletter.config import Settings
 from newsletter.errors import NotFoundError, SubscriberError, TokenError
 from newsletter.tables import SubscriberRow, SuppressionRow
@@ -44,8 +45,6 @@ def link(message: EmailMessage, kind: str) -> str:
 
 
 def row(engine: Engine, digest: str) -> SubscriberRow:
-    from sqlalchemy.orm import Session
-
     with Session(engine) as session:
         found = session.scalars(select(SubscriberRow).where(SubscriberRow.email_hash == digest)).one()
         session.expunge(found)
@@ -115,7 +114,7 @@ def test_unsubscribe_url_and_headers_follow_rfc_8058(settings: Settings) -> None
 def test_double_opt_in_lifecycle(settings: Settings, engine: Engine) -> None:
     start = datetime.now(UTC)
     with time_machine.travel(start, tick=False):
-        result = subscribers.subscribe(
+        result = mail.subscribe(
             settings, engine, " Ada@Example.com ", name="Ada Lovelace", ip="127.0.0.9", user_agent="pytest/1"
         )
     assert result.action == "created" and result.mail_needed
@@ -131,12 +130,12 @@ def test_double_opt_in_lifecycle(settings: Settings, engine: Engine) -> None:
 
     # asking again at once: same row, no second mail (no mail bombing)
     with time_machine.travel(start + timedelta(seconds=5), tick=False):
-        again = subscribers.subscribe(settings, engine, "ada@EXAMPLE.com")
+        again = mail.subscribe(settings, engine, "ada@EXAMPLE.com")
     assert again.action == "throttled" and again.subscriber.id == result.subscriber.id
     assert len(outbox(settings)) == 1
 
     with time_machine.travel(start + timedelta(minutes=1), tick=False):
-        confirmed = subscribers.confirm(settings, engine, confirm_link.rsplit("/", 1)[1])
+        confirmed = mail.confirm(settings, engine, confirm_link.rsplit("/", 1)[1])
     assert confirmed.newly_confirmed
     stored = row(engine, digest)
     assert stored.status == "confirmed" and stored.confirmed_at is not None
@@ -147,10 +146,10 @@ def test_double_opt_in_lifecycle(settings: Settings, engine: Engine) -> None:
     assert welcome["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
     # confirming twice is harmless and sends nothing
-    assert not subscribers.confirm(settings, engine, confirm_link.rsplit("/", 1)[1]).newly_confirmed
+    assert not mail.confirm(settings, engine, confirm_link.rsplit("/", 1)[1]).newly_confirmed
     # a confirmed address subscribing again is not mailed again
     with time_machine.travel(start + timedelta(minutes=5), tick=False):
-        assert subscribers.subscribe(settings, engine, "ada@example.com").action == "already_confirmed"
+        assert mail.subscribe(settings, engine, "ada@example.com").action == "already_confirmed"
     assert len(outbox(settings)) == 2
 
     with time_machine.travel(start + timedelta(minutes=10), tick=False):
@@ -165,31 +164,31 @@ def test_double_opt_in_lifecycle(settings: Settings, engine: Engine) -> None:
 
     # an unsubscribed address must confirm again; the old link does not undo the unsubscribe
     with time_machine.travel(start + timedelta(minutes=20), tick=False):
-        back = subscribers.subscribe(settings, engine, "ada@example.com")
+        back = mail.subscribe(settings, engine, "ada@example.com")
     assert back.action == "resubscribed" and row(engine, digest).status == "pending"
     with pytest.raises(TokenError):
-        subscribers.confirm(settings, engine, confirm_link.rsplit("/", 1)[1])
+        mail.confirm(settings, engine, confirm_link.rsplit("/", 1)[1])
     fresh = link(outbox(settings)[-1], "confirm")
     with time_machine.travel(start + timedelta(minutes=21), tick=False):
-        assert subscribers.confirm(settings, engine, fresh.rsplit("/", 1)[1]).newly_confirmed
+        assert mail.confirm(settings, engine, fresh.rsplit("/", 1)[1]).newly_confirmed
     assert row(engine, digest).status == "confirmed"
     assert not suppressed(engine, digest)  # a confirmed double opt-in lifts the suppression
 
 
 def test_bad_address_is_not_stored(settings: Settings, engine: Engine) -> None:
     with pytest.raises(SubscriberError):
-        subscribers.subscribe(settings, engine, "a@b.com\r\nBcc: x@y.com")
+        mail.subscribe(settings, engine, "a@b.com\r\nBcc: x@y.com")
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(SubscriberRow)).scalar() == 0
     assert outbox(settings) == []
 
 
 def test_confirm_link_of_an_erased_subscriber_is_refused(settings: Settings, engine: Engine) -> None:
-    subscribers.subscribe(settings, engine, "bob@example.com")
+    mail.subscribe(settings, engine, "bob@example.com")
     token = link(outbox(settings)[0], "confirm").rsplit("/", 1)[1]
     subscribers.remove(engine, "bob@example.com")
     with pytest.raises(TokenError):
-        subscribers.confirm(settings, engine, token)
+        mail.confirm(settings, engine, token)
 
 
 def test_concurrent_subscribes_of_one_new_address_make_one_row(settings: Settings, engine: Engine) -> None:
@@ -199,7 +198,7 @@ def test_concurrent_subscribes_of_one_new_address_make_one_row(settings: Setting
     def go() -> None:
         try:
             barrier.wait()
-            subscribers.subscribe(settings, engine, "race@example.com", send=False)
+            mail.subscribe(settings, engine, "race@example.com", send=False)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -217,8 +216,8 @@ def test_concurrent_subscribes_of_one_new_address_make_one_row(settings: Setting
 
 
 def test_remove_erases_personal_data_and_keeps_suppression(settings: Settings, engine: Engine) -> None:
-    subscribers.add(settings, engine, ["carol@example.com"], confirmed=True, name="Carol")
-    subscribers.subscribe(settings, engine, "carol@example.com", ip="10.0.0.1", user_agent="UA")
+    mail.add(settings, engine, ["carol@example.com"], confirmed=True, name="Carol")
+    mail.subscribe(settings, engine, "carol@example.com", ip="10.0.0.1", user_agent="UA")
     digest = subscribers.email_hash("carol@example.com")
     erased = subscribers.remove(engine, "CAROL@example.com")
     assert erased.erased
@@ -234,19 +233,19 @@ def test_remove_erases_personal_data_and_keeps_suppression(settings: Settings, e
     assert subscribers.is_suppressed(engine, "carol@example.com")
     assert subscribers.find_subscriber(engine, "carol@example.com") is not None
     # not re-added by hand or by import
-    assert subscribers.add(settings, engine, ["carol@example.com"], confirmed=True)[0].action == "suppressed"
+    assert mail.add(settings, engine, ["carol@example.com"], confirmed=True)[0].action == "suppressed"
     assert all(sub.email != "carol@example.com" for sub in subscribers.list_subscribers(engine))
     with pytest.raises(NotFoundError):
         subscribers.remove(engine, "nobody@example.com")
 
 
 def test_erased_person_may_opt_in_again_explicitly(settings: Settings, engine: Engine) -> None:
-    subscribers.add(settings, engine, ["dan@example.com"], confirmed=True)
+    mail.add(settings, engine, ["dan@example.com"], confirmed=True)
     subscribers.remove(engine, "dan@example.com")
-    result = subscribers.subscribe(settings, engine, "dan@example.com")
+    result = mail.subscribe(settings, engine, "dan@example.com")
     assert result.action == "resubscribed"
     token = link(outbox(settings)[-1], "confirm").rsplit("/", 1)[1]
-    assert subscribers.confirm(settings, engine, token).subscriber.email == "dan@example.com"
+    assert mail.confirm(settings, engine, token).subscriber.email == "dan@example.com"
     assert not subscribers.is_suppressed(engine, "dan@example.com")
 
 
@@ -254,11 +253,11 @@ def test_erased_person_may_opt_in_again_explicitly(settings: Settings, engine: E
 
 
 def test_add_pending_mails_a_confirmation_and_confirmed_does_not(settings: Settings, engine: Engine) -> None:
-    results = subscribers.add(settings, engine, ["eve@example.com", "not-an-address", "fay@example.com"])
+    results = mail.add(settings, engine, ["eve@example.com", "not-an-address", "fay@example.com"])
     assert [r.action for r in results] == ["added", "invalid", "added"]
     assert "not-an-address" in results[1].message
     assert {m["To"] for m in outbox(settings)} == {"eve@example.com", "fay@example.com"}
-    upgraded = subscribers.add(settings, engine, ["eve@example.com", "gus@example.com"], confirmed=True)
+    upgraded = mail.add(settings, engine, ["eve@example.com", "gus@example.com"], confirmed=True)
     assert [r.action for r in upgraded] == ["confirmed", "added"]
     assert len(outbox(settings)) == 2
     assert subscribers.count_by_status(engine) == {
@@ -277,10 +276,8 @@ def test_add_pending_mails_a_confirmation_and_confirmed_does_not(settings: Setti
 
 
 def test_export_streams_csv_without_erased_rows(settings: Settings, engine: Engine) -> None:
-    subscribers.add(
-        settings, engine, [f"user{i}@example.com" for i in range(1203)], confirmed=True, send=False
-    )
-    added = subscribers.add(settings, engine, ["o'brien+news@example.com"], confirmed=True, name='Doe, "J"')
+    mail.add(settings, engine, [f"user{i}@example.com" for i in range(1203)], confirmed=True, send=False)
+    added = mail.add(settings, engine, ["o'brien+news@example.com"], confirmed=True, name='Doe, "J"')
     assert added[0].action == "added"
     subscribers.remove(engine, "user5@example.com")
     chunks = list(subscribers.iter_export_csv(engine))
@@ -294,7 +291,7 @@ def test_export_streams_csv_without_erased_rows(settings: Settings, engine: Engi
     assert "user5@example.com" not in {r["email"] for r in rows}
     assert (rows[-1]["email"], rows[-1]["name"]) == ("o'brien+news@example.com", 'Doe, "J"')
     # A name from the public form that a spreadsheet would run as a formula stays text.
-    subscribers.add(settings, engine, ["formula@example.com"], confirmed=True, name="=HYPERLINK(1)")
+    mail.add(settings, engine, ["formula@example.com"], confirmed=True, name="=HYPERLINK(1)")
     exported = list(csv.DictReader(io.StringIO("".join(subscribers.iter_export_csv(engine)))))
     assert exported[-1]["name"] == "'=HYPERLINK(1)"
     out = io.StringIO()
@@ -352,3 +349,24 @@ def test_normalize_agrees_with_email_validator(local: str, domain: str) -> None:
     except SubscriberError:
         ours = None
     assert ours == expected
+
+
+def test_provider_report_moves_only_pending_or_confirmed_and_suppresses(
+    engine: Engine, settings: Settings
+) -> None:
+    bounced = subscribers.add(
+        settings, engine, ["zoe.obrien@example.com"], confirmed=True, name="Zoë O’Brien — 🎉"
+    )[0].subscriber
+    gone = subscribers.add(settings, engine, ["li@example.com"], confirmed=True, name="李")[0].subscriber
+    assert bounced is not None and gone is not None
+    subscribers.unsubscribe(engine, gone.id)
+    moment = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+    with engine.begin() as conn:
+        assert subscribers.apply_provider_report(conn, [bounced.id], [bounced.email_hash], "bounce", moment)
+    after = row(engine, bounced.email_hash)
+    assert (after.status, after.bounced_at) == ("bounced", moment.replace(tzinfo=after.bounced_at.tzinfo))
+    assert suppressed(engine, bounced.email_hash)
+    with engine.begin() as conn:
+        # An unsubscribed address stays unsubscribed: a complaint only suppresses it.
+        assert not subscribers.apply_provider_report(conn, [gone.id], [gone.email_hash], "complaint", moment)
+    assert row(engine, gone.email_hash).status == "unsubscribed"

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
-from newsletter import subscribers
+from newsletter import mail, subscribers
 from newsletter.cli import app
 from newsletter.config import Settings
 from newsletter.errors import SubscriberError
@@ -53,8 +53,8 @@ def test_import_reports_bad_rows_by_line_and_imports_the_rest(
     path = tmp_path / "list.csv"
     bad = _write_csv(path)
     # known before the import: one pending (gets confirmed with --confirmed), one erased (suppressed)
-    subscribers.add(settings, engine, ["user1@example.com"], send=False)
-    subscribers.add(settings, engine, ["user2@example.com"], confirmed=True)
+    mail.add(settings, engine, ["user1@example.com"], send=False)
+    mail.add(settings, engine, ["user2@example.com"], confirmed=True)
     subscribers.remove(engine, "user2@example.com")
     started = time.perf_counter()
     report = subscribers.import_csv(settings, engine, path, confirmed=True)

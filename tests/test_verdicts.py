@@ -7,8 +7,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from newsletter.models import Comparison, Review, ToolEntry
-from newsletter.verdicts import (
+from newsletter.issues.content import (
     ELISION,
     ELLIPSIS,
     QUOTE_LIMIT,
@@ -16,16 +15,16 @@ from newsletter.verdicts import (
     ComparisonSummary,
     defuse_text,
     defuse_url,
-    name_forms,
+)
+from newsletter.issues.verdicts import (
     preheader_line,
-    reason_quote,
-    sentences,
     subject_line,
     summarise,
     summarise_issue,
     telling_quote,
-    trim_words,
 )
+from newsletter.issues.wording import name_forms, reason_quote, sentences, trim_words
+from newsletter.models import Comparison, Review, ToolEntry
 from tests.support.sample_comparisons import (
     MISTRAL_8X24B_REVIEWS_000,
     comparison_000,

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from newsletter import subscribers
+from newsletter import mail, subscribers
 from newsletter.config import Settings, get_settings
 from newsletter.db import open_database
 from newsletter.tables import ComparisonRow, IssueRow
@@ -71,7 +71,7 @@ def status_of(engine: Engine, address: str) -> str | None:
 
 
 def add_issue(engine: Engine, settings: Settings, issue_id: str, status: str, subject: str) -> None:
-    from newsletter.archive import write_issue
+    from newsletter.issues.archive import write_issue
 
     with Session(engine) as session, session.begin():
         session.add(
@@ -259,7 +259,7 @@ def test_sixth_subscribe_from_one_ip_in_a_minute_gets_429(client: TestClient, cf
 def test_known_and_unknown_addresses_get_identical_answers(
     client: TestClient, cfg: Settings, db: Engine
 ) -> None:
-    subscribers.add(cfg, db, ["known@example.com"], confirmed=True)
+    mail.add(cfg, db, ["known@example.com"], confirmed=True)
     for index, kind in enumerate(("data", "json")):
         known = client.post("/subscribe", **{kind: {"email": "known@example.com"}})  # type: ignore[arg-type]
         unknown = client.post("/subscribe", **{kind: {"email": f"fresh{index}@example.com"}})  # type: ignore[arg-type]
@@ -392,8 +392,8 @@ def test_admin_needs_the_token(client: TestClient) -> None:
 
 
 def test_admin_bearer_shows_counts_and_issues(client: TestClient, cfg: Settings, db: Engine) -> None:
-    subscribers.add(cfg, db, ["a@example.com", "b@example.com"], confirmed=True)
-    subscribers.add(cfg, db, ["c@example.com"], send=False)
+    mail.add(cfg, db, ["a@example.com", "b@example.com"], confirmed=True)
+    mail.add(cfg, db, ["c@example.com"], send=False)
     add_issue(db, cfg, "2026-W48", "draft", "Draft for the editor")
     bearer = {"authorization": "Bearer test-admin-token"}
     page = client.get("/admin", headers=bearer)
@@ -423,7 +423,7 @@ def _login(client: TestClient) -> None:
 def test_admin_login_cookie_csrf_test_send_and_send(
     client: TestClient, cfg: Settings, db: Engine, app: FastAPI
 ) -> None:
-    subscribers.add(cfg, db, ["reader@example.com"], confirmed=True)
+    mail.add(cfg, db, ["reader@example.com"], confirmed=True)
     add_issue(db, cfg, "2026-W48", "draft", "Ready to go")
     _login(client)
     dashboard = client.get("/admin")

@@ -10,8 +10,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from newsletter.catalog import import_locations, list_comparisons
 from newsletter.commands._console import make_console
+from newsletter.config import get_settings
 from newsletter.models import Comparison
+from newsletter.runtime import settings_and_engine
+from newsletter.sources import fetch_feed, is_url, parse_file
 
 app = typer.Typer(help="Import, list and inspect comparisons.", no_args_is_help=True)
 
@@ -25,9 +29,6 @@ def import_command(
     locations: list[str] = typer.Argument(..., help="Files, directories or http(s) feed URLs."),
 ) -> None:
     """Import comparisons; report new / updated / unchanged / failed. Exit 1 if anything failed."""
-    from newsletter.catalog import import_locations
-    from newsletter.runtime import settings_and_engine
-
     settings, engine = settings_and_engine()
     report = import_locations(settings, engine, locations)
 
@@ -48,9 +49,6 @@ def list_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """The catalog, newest first."""
-    from newsletter.catalog import list_comparisons
-    from newsletter.runtime import settings_and_engine
-
     _settings, engine = settings_and_engine()
     entries = list_comparisons(engine)
     if as_json:
@@ -88,12 +86,7 @@ def parse_command(
     file: str = typer.Argument(..., help="A page (.txt/.md), JSON or YAML file, or a feed URL."),
 ) -> None:
     """Print the parsed comparison as JSON (a list when the file holds several)."""
-    from newsletter.config import get_settings
-    from newsletter.sources import is_url, parse_file
-
     if is_url(file):
-        from newsletter.sources import fetch_feed
-
         comparisons = fetch_feed(file, get_settings())
     else:
         comparisons = parse_file(Path(file), max_bytes=get_settings().max_source_bytes)

@@ -28,6 +28,7 @@ from newsletter.commands._console import make_console
 from newsletter.delivery import SendProgress, delivery_status, dry_run, send_issue, send_test
 from newsletter.errors import DeliveryError, NewsletterError
 from newsletter.runtime import settings_and_engine
+from newsletter.states import IssueStatus, Provider
 
 console = make_console()
 err_console = make_console(stderr=True)
@@ -92,7 +93,7 @@ def send(
     ),
 ) -> None:
     """Send an issue to every confirmed subscriber not yet mailed (safe to run again)."""
-    if provider is not None and provider not in ("outbox", "smtp", "sendgrid"):
+    if provider is not None and provider not in tuple(Provider):
         raise typer.BadParameter("choose outbox, smtp or sendgrid", param_hint="--provider")
     settings, engine = settings_and_engine()
     if test_to is not None:
@@ -117,7 +118,7 @@ def send(
                 "(see `newsletter status`; `--resend-uncertain` would resend them)."
             )
         return
-    if plan.issue_status == "sent":
+    if plan.issue_status == IssueStatus.SENT:
         console.print(
             f"issue {issue_id} was already sent; nothing to do (see `newsletter status {issue_id}`)."
         )

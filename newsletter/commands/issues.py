@@ -10,6 +10,10 @@ from rich.table import Table
 from rich.text import Text
 
 from newsletter.commands._console import make_console
+from newsletter.errors import IssueError, NotFoundError
+from newsletter.issues import build_issue, edit_issue, get_issue, list_issues
+from newsletter.issues.archive import issue_dir, load_issue
+from newsletter.issues.preview import make_preview_server, write_preview
 from newsletter.runtime import settings_and_engine
 
 app = typer.Typer(help="Build and inspect issues.", no_args_is_help=True)
@@ -38,8 +42,6 @@ def build(
     ),
 ) -> None:
     """Build the next issue (or refresh the draft). Prints the issue id alone on the last line."""
-    from newsletter.issues import build_issue
-
     settings, engine = settings_and_engine()
     result = build_issue(settings, engine, date=_parse_date(date_))
     if result.issue_id is None:
@@ -48,7 +50,6 @@ def build(
     typer.echo(result.reason)
     if result.warning:
         typer.echo(f"warning: {result.warning}", err=True)
-    from newsletter.archive import issue_dir
 
     html = issue_dir(settings, result.issue_id) / "email.html"
     size = html.stat().st_size if html.is_file() else 0
@@ -69,8 +70,6 @@ GMAIL_CLIP_BYTES = 102 * 1024
 @app.command("list")
 def list_() -> None:
     """Every issue: id, status, subject, comparisons, built and sent times."""
-    from newsletter.issues import list_issues
-
     _settings, engine = settings_and_engine()
     issues = list_issues(engine)
     if not issues:
@@ -98,10 +97,6 @@ def list_() -> None:
 @app.command("show")
 def show(issue_id: str = typer.Argument(..., help="The issue id, e.g. 2026-W48.")) -> None:
     """An issue's subject, preheader, verdict summaries and archive folder."""
-    from newsletter.archive import issue_dir, load_issue
-    from newsletter.errors import NotFoundError
-    from newsletter.issues import get_issue
-
     settings, engine = settings_and_engine()
     info = get_issue(engine, issue_id)
     heading = f" · {info.status} · {info.issue_date:%Y-%m-%d}"
@@ -139,9 +134,6 @@ def edit(
     ),
 ) -> None:
     """Edit a draft's subject, preheader or editor's note; the draft is re-rendered."""
-    from newsletter.errors import IssueError
-    from newsletter.issues import edit_issue
-
     note: str | None = None
     if note_file is not None:
         try:
@@ -172,8 +164,6 @@ def preview(
     port: int = typer.Option(8025, "--port", help="Port for --serve."),
 ) -> None:
     """Write (or serve) an issue with a sample recipient's values filled in."""
-    from newsletter.preview import make_preview_server, write_preview
-
     settings, engine = settings_and_engine()
     if serve:
         server = make_preview_server(settings, engine, issue_id, port=port)

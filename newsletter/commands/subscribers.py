@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from newsletter import subscribers
+from newsletter import mail, subscribers
 from newsletter.commands._console import make_console
 from newsletter.errors import SubscriberError
 from newsletter.runtime import settings_and_engine
@@ -35,7 +35,7 @@ def add(
     if name is not None and len(emails) > 1:
         raise SubscriberError("--name is for one address: add the others without it")
     settings, engine = settings_and_engine()
-    results = subscribers.add(settings, engine, emails, confirmed=confirmed, name=name)
+    results = mail.add(settings, engine, emails, confirmed=confirmed, name=name)
     bad = 0
     for result in results:
         if result.action == "invalid":

@@ -39,7 +39,7 @@ from newsletter.delivery.messengers import (
     get_messenger,
 )
 from newsletter.errors import DeliveryError, NotFoundError, ProviderError, SubscriberError, driver_message
-from newsletter.render import substitutions
+from newsletter.issues.render import substitutions
 from newsletter.subscribers import UnsubscribeLinks, normalize_email
 from newsletter.tables import IssueRow
 
@@ -142,7 +142,7 @@ def _issue_row(engine: Engine, issue_id: str) -> tuple[str, str]:
 
 def load_content(settings: Settings, engine: Engine, issue_id: str, *, subject_prefix: str = "") -> Content:
     """The archived issue (rendered once) as a Content with placeholders."""
-    from newsletter.archive import load_issue
+    from newsletter.issues.archive import load_issue
 
     subject, _status = _issue_row(engine, issue_id)
     archived = load_issue(settings, issue_id)

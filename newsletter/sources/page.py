@@ -27,15 +27,27 @@ is, ``file:line: what was expected there``.
 
 from __future__ import annotations
 
-import re
-import unicodedata
-from dataclasses import dataclass, field
-from typing import overload
-
 from pydantic import ValidationError
 
 from newsletter.errors import SourceError
-from newsletter.models import Abstention, Comparison, Review, ToolEntry, Verdict, tool_key
+from newsletter.models import Comparison, ToolEntry, tool_key
+from newsletter.sources.page_parts import (
+    DECISION_ROWS,
+    MAX_CARD_LINES,
+    MAX_TITLE,
+    PANEL_VERDICT_RE,
+    PLAIN_KINDS,
+    VS_RE,
+    _Card,
+    _first_problem,
+    _is_initial,
+    _Section,
+    _starts_with_name,
+    _title_names,
+    _value,
+    _verdict,
+)
+from newsletter.sources.page_scorecard import _ScorecardParser
 from newsletter.sources.page_tokens import (
     ATTRIBUTION_RE,
     PCT_RE,
@@ -43,68 +55,11 @@ from newsletter.sources.page_tokens import (
     TAKE_KINDS,
     Kind,
     QuoteNotClosed,
-    QuoteScan,
-    balanced,
     is_empty,
-    line_count,
     looks_like_label,
     opens_quote,
     scan_quote,
-    tokenize,
 )
-
-INITIAL_RE = re.compile(r"^[A-Z0-9]{1,2}$")
-VS_RE = re.compile(r"\s+vs\.?\s+", re.IGNORECASE)
-PANEL_VERDICT_RE = re.compile(
-    r"^(?P<verdict>ship|skip)?\s*[·•|:,—–-]?\s*(?:(?P<ship>\d{1,6})\s*ship\s*/\s*(?P<skip>\d{1,6})\s*skip)?$",
-    re.IGNORECASE,
-)
-DECISION_ROWS = ("panel verdict", "community", "pricing", "best for", "category")
-MAX_TITLE = 300
-MAX_CARD_LINES = 4  # initial, category, name, tagline
-MAX_PERSONA = 60
-# Outside the scorecard "— word" is only text (a tagline or a value may start with a dash).
-PLAIN_KINDS = (Kind.TEXT, Kind.ATTRIBUTION)
-
-
-@dataclass
-class _Card:
-    """One tool card: its values, and the lines they came from (for errors)."""
-
-    position: int  # 0 for tool A, 1 for tool B
-    marker: int  # index of its "Panel ship" token
-    values_end: int = 0  # index after its "Entry" label
-    start: int = 0  # index of its first line (initial or category or name)
-    name: str = ""
-    name_line: int = 0
-    tagline: str | None = None
-    category: str | None = None
-    label_verdict: str | None = None
-    label_line: int = 0
-    ship_pct: int | None = None
-    pct_line: int = 0
-    community: str | None = None
-    pricing: str | None = None
-    description: str | None = None
-    extra: dict[str, str | None] = field(default_factory=dict)
-    reviews: list[Review] = field(default_factory=list)
-    abstentions: list[Abstention] = field(default_factory=list)
-    panel_verdict: str | None = None
-    panel_ship: int | None = None
-    panel_skip: int | None = None
-    votes_line: int = 0
-
-    @property
-    def side(self) -> str:
-        return "AB"[self.position]
-
-
-@dataclass(frozen=True)
-class _Section:
-    kind: Kind  # DECISION or SCORECARD
-    heading: int | None  # index of its heading token (None: a scorecard without one)
-    start: int  # first index after the heading
-    end: int
 
 
 def parse_page(text: str, *, source: str = "<page>") -> Comparison:
@@ -112,32 +67,7 @@ def parse_page(text: str, *, source: str = "<page>") -> Comparison:
     return _PageParser(text, source).parse()
 
 
-class _PageParser:
-    def __init__(self, text: str, source: str) -> None:
-        self.source = source
-        self.tokens = tokenize(text)
-        self.total_lines = line_count(text)
-
-    # --- helpers -----------------------------------------------------------------------
-
-    def error(self, message: str, index: int | None = None) -> SourceError:
-        if index is None or not self.tokens:
-            line = self.tokens[-1].number if self.tokens else 1
-        elif index >= len(self.tokens):
-            line = self.total_lines
-        else:
-            line = self.tokens[index].number
-        return SourceError(message, source=self.source, line=line)
-
-    def error_at_line(self, message: str, line: int) -> SourceError:
-        return SourceError(message, source=self.source, line=line)
-
-    def kind(self, index: int) -> Kind | None:
-        return self.tokens[index].kind if 0 <= index < len(self.tokens) else None
-
-    def text(self, index: int) -> str:
-        return self.tokens[index].text
-
+class _PageParser(_ScorecardParser):
     # --- the page ------------------------------------------------------------------------
 
     def parse(self) -> Comparison:
@@ -493,179 +423,6 @@ class _PageParser:
                 )
         # Other rows are kept out of the model: the page may grow new rows.
 
-    # --- the reviewer scorecard ----------------------------------------------------------
-
-    def _scorecard(self, section: _Section, cards: list[_Card]) -> None:
-        first = self.tokens[section.start] if section.start < section.end else None
-        rich_start = first is not None and first.kind is Kind.TEXT and not opens_quote(first.text)
-        if rich_start or any(self.tokens[i].kind is Kind.SCORE for i in range(section.start, section.end)):
-            self._rich(section, cards)
-        else:
-            self._compact(section, cards)
-
-    def _rich(self, section: _Section, cards: list[_Card]) -> None:
-        index = section.start
-        seen: dict[str, int] = {}
-        while index < section.end:
-            token = self.tokens[index]
-            if (
-                token.kind is not Kind.TEXT
-                or self.kind(index + 1) not in TAKE_KINDS
-                or len(token.text) > MAX_PERSONA
-            ):
-                raise self.error(
-                    "expected a reviewer's name followed by a score like '80/100 · ship' or "
-                    f"'No panel take', got {token.text!r}",
-                    index,
-                )
-            persona = token.text
-            if tool_key(persona) in seen:
-                raise self.error(
-                    f"reviewer {persona!r} again (first at line {seen[tool_key(persona)]})", index
-                )
-            seen[tool_key(persona)] = token.number
-            index += 1
-            for card in cards:
-                if index >= section.end or self.tokens[index].kind not in TAKE_KINDS:
-                    raise self.error(
-                        f"{persona}: expected a take on tool {card.side} here (a score like '80/100 · ship' "
-                        "or 'No panel take'): every reviewer has one per tool",
-                        index,
-                    )
-                index = self._rich_take(section, card, persona, index)
-
-    def _rich_take(self, section: _Section, card: _Card, persona: str, index: int) -> int:
-        token = self.tokens[index]
-        if token.kind is Kind.NO_TAKE:
-            card.abstentions.append(Abstention(persona=persona))
-            return index + 1
-        score, verdict = token.score
-        if score > 100:
-            raise self.error(f"score {score}/100 is over 100", index)
-        index += 1
-        if verdict is None and self.kind(index) is Kind.VERDICT and index < section.end:
-            verdict = self.tokens[index].low
-            index += 1
-        quote, index = self._rich_quote(section, card, persona, index)
-        card.reviews.append(Review(persona=persona, score=score, verdict=_verdict(verdict), quote=quote))
-        return index
-
-    def _rich_quote(self, section: _Section, card: _Card, persona: str, start: int) -> tuple[str, int]:
-        """The quote after a score: a quotation, or paragraphs up to the next take or reviewer."""
-        if start >= section.end or self.tokens[start].kind is not Kind.TEXT:
-            raise self.error(
-                f"{persona}'s score on tool {card.side} has no quote after it: expected it here", start
-            )
-        scan = self._quote(start, section.end, prose_ok=True) if opens_quote(self.text(start)) else None
-        if scan is not None:
-            quote, index = scan.text, scan.end + 1
-            if scan.rest:
-                self._attribution(scan.rest, persona, scan.end)
-        else:
-            index = start
-            parts: list[str] = []
-            while index < section.end and self.tokens[index].kind is Kind.TEXT:
-                if self.kind(index + 1) in TAKE_KINDS:
-                    if card.position == 0 and _looks_like_persona(self.text(index)):
-                        raise self.error(
-                            f"{self.text(index)!r} reads like the next reviewer's name, but {persona} has no "
-                            "take on tool B yet: expected a score or 'No panel take' before it",
-                            index,
-                        )
-                    if card.position == 1:
-                        break
-                if parts and looks_like_label(self.text(index)):
-                    # A quote's later paragraphs are prose; a short label here is stray text.
-                    raise self.error(
-                        f"unexpected {self.text(index)!r} after {persona}'s quote on tool {card.side}: "
-                        "expected a paragraph of the quote, the next take or the next reviewer",
-                        index,
-                    )
-                parts.append(self.text(index))
-                index += 1
-            quote = "\n\n".join(parts)
-            if not balanced(quote):
-                raise self.error(
-                    f"{persona}'s quote on tool {card.side} has unbalanced quotation marks", start
-                )
-        if index < section.end and self.tokens[index].kind is Kind.ATTRIBUTION:
-            self._attribution(self.text(index), persona, index)
-            index += 1
-        if not quote:
-            raise self.error(f"{persona}'s quote on tool {card.side} is empty", start)
-        return quote, index
-
-    @overload
-    def _quote(self, start: int, stop: int) -> QuoteScan: ...
-    @overload
-    def _quote(self, start: int, stop: int, *, prose_ok: bool) -> QuoteScan | None: ...
-
-    def _quote(self, start: int, stop: int, *, prose_ok: bool = False) -> QuoteScan | None:
-        """The quotation opening at ``start``; with ``prose_ok``, None when the line goes on
-        after its closing mark (a paragraph that starts with a quotation)."""
-        try:
-            scan = scan_quote(self.tokens, start, stop)
-        except QuoteNotClosed as exc:
-            raise self.error(exc.reason, start) from None
-        if prose_ok and scan.rest and ATTRIBUTION_RE.match(scan.rest) is None and scan.end == start:
-            return None
-        if scan.rest and ATTRIBUTION_RE.match(scan.rest) is None:
-            raise self.error(f"unexpected text after the closing quotation mark: {scan.rest!r}", scan.end)
-        if not balanced(scan.text):
-            raise self.error("unbalanced quotation marks inside this quote", start)
-        return scan
-
-    def _attribution(self, text: str, persona: str | None, index: int) -> str:
-        match = ATTRIBUTION_RE.match(text)
-        assert match is not None
-        name = match.group(1).strip()
-        if persona is not None and tool_key(name) != tool_key(persona):
-            raise self.error(f"quote attributed to {name!r} under reviewer {persona!r}", index)
-        return name
-
-    def _compact(self, section: _Section, cards: list[_Card]) -> None:
-        """Quotes alternate tool A, tool B; ``No panel take`` holds the place of a missing one."""
-        slots: list[tuple[int, Review | None, str | None]] = []  # (line, review, persona)
-        index = section.start
-        while index < section.end:
-            token = self.tokens[index]
-            if token.kind is Kind.NO_TAKE:
-                slots.append((token.number, None, None))
-                index += 1
-                continue
-            if not opens_quote(token.text):
-                raise self.error(
-                    f"expected a reviewer's quote in quotation marks or 'No panel take', got {token.text!r}",
-                    index,
-                )
-            scan = self._quote(index, section.end)
-            persona = self._attribution(scan.rest, None, scan.end) if scan.rest else None
-            index = scan.end + 1
-            if index < section.end and self.tokens[index].kind is Kind.ATTRIBUTION:
-                persona = self._attribution(self.text(index), persona, index)
-                index += 1
-            if not scan.text:
-                raise self.error("empty quote", index - 1)
-            slots.append((token.number, Review(persona=persona, quote=scan.text), persona))
-        if len(slots) % 2:
-            raise self.error_at_line(
-                f"{len(slots)} takes in the scorecard: an odd number cannot alternate tool A, tool B "
-                "(a reviewer who skipped a tool needs 'No panel take' in its place)",
-                slots[-1][0],
-            )
-        for pair in range(0, len(slots), 2):
-            persona_a, persona_b = slots[pair][2], slots[pair + 1][2]
-            if persona_a and persona_b and tool_key(persona_a) != tool_key(persona_b):
-                raise self.error_at_line(
-                    f"take on tool B attributed to {persona_b!r}, expected {persona_a!r}'s second take",
-                    slots[pair + 1][0],
-                )
-            for card, (_line, review, _persona) in zip(cards, slots[pair : pair + 2], strict=True):
-                if review is None:
-                    card.abstentions.append(Abstention(persona=persona_a or persona_b))
-                else:
-                    card.reviews.append(review.model_copy(update={"persona": persona_a or persona_b}))
-
     # --- cross-checks ---------------------------------------------------------------------
 
     def _check(self, cards: list[_Card]) -> None:
@@ -756,55 +513,3 @@ class _PageParser:
             return Comparison(title=title, category=category, tools=tools)
         except ValidationError as exc:
             raise self.error(_first_problem(exc), 0) from None
-
-
-# --- small pure helpers ------------------------------------------------------------------
-
-
-def _value(text: str) -> str | None:
-    return None if not text or is_empty(text) else text
-
-
-def _verdict(text: str | None) -> Verdict | None:
-    if text == "ship":
-        return "ship"
-    if text == "skip":
-        return "skip"
-    return None
-
-
-def _is_initial(text: str, name: str) -> bool:
-    """The avatar letter(s) shown before a tool's card: "A" for Axolotl, "A" or "Ä" for Äxolotl."""
-    return INITIAL_RE.match(text) is not None and _base_letter(text[0]) == _base_letter(name[:1].upper())
-
-
-def _base_letter(letter: str) -> str:
-    # The site may draw an accented initial without its accent: compare base letters.
-    return unicodedata.normalize("NFKD", letter)[:1]
-
-
-def _looks_like_persona(text: str) -> bool:
-    """A reviewer's name: a few words, no sentence punctuation."""
-    return looks_like_label(text) and len(text) <= MAX_PERSONA and len(text.split()) <= 4
-
-
-def _starts_with_name(key: str, name: str) -> bool:
-    """``axolotl v0 16`` starts with the short name ``axolotl`` (whole words only)."""
-    return bool(name) and (key == name or key.startswith(name + " "))
-
-
-def _title_names(title: str) -> set[str]:
-    """Every tool name the "X vs Y" title could mean (a name may itself contain "vs")."""
-    names: set[str] = set()
-    for match in VS_RE.finditer(title):
-        for name in (title[: match.start()], title[match.end() :]):
-            key = tool_key(name)
-            if key:
-                names.add(key)
-    return names
-
-
-def _first_problem(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"])
-    return f"{where}: {error['msg']}" if where else str(error["msg"])

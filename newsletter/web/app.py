@@ -11,18 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import jinja2
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import Scope
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -31,130 +26,32 @@ from newsletter.db import open_database
 from newsletter.errors import AuthError, NewsletterError
 from newsletter.resources import WEB_TEMPLATES, package_version
 from newsletter.web.jsonguard import JsonDepthMiddleware
+from newsletter.web.routes import (
+    admin,
+    admin_issues,
+    admin_schedule,
+    admin_stats,
+    admin_subscribers,
+    api,
+    archive,
+    pages,
+    subscriptions,
+    webhooks,
+)
 from newsletter.web.security import (
     RateLimiter,
     SecurityMiddleware,
-    csrf_token,
     retry_after_headers,
+)
+from newsletter.web.shared import (
+    LOGIN_ATTEMPTS,
+    Web,
+    error_page,
+    login_page,
+    make_templates,
 )
 
 log = logging.getLogger(__name__)
-
-PITCH = "Get the next comparison in your inbox"
-LOGIN_ATTEMPTS = (10, 300)  # per IP: 10 tries in 5 minutes
-
-
-@dataclass
-class Web:
-    """What the routes need, kept on app.state.web."""
-
-    settings: Settings
-    engine: Engine
-    templates: jinja2.Environment
-    subscribe_limiter: RateLimiter
-    login_limiter: RateLimiter
-
-
-def make_templates(directory: Path = WEB_TEMPLATES) -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(directory)),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    return env
-
-
-def web(request: Request) -> Web:
-    return request.app.state.web
-
-
-def wants_json(request: Request | Scope) -> bool:
-    request = request if isinstance(request, Request) else Request(request)
-    if request.url.path.startswith("/api/"):
-        return True  # the admin API always answers JSON
-    headers = request.headers
-    accept = headers.get("accept", "").lower()
-    if "text/html" in accept:
-        return False
-    if "application/json" in accept:
-        return True
-    return headers.get("content-type", "").lower().startswith("application/json")
-
-
-def page(
-    request: Request,
-    template: str,
-    context: dict[str, Any] | None = None,
-    *,
-    status: int = 200,
-    headers: dict[str, str] | None = None,
-) -> HTMLResponse:
-    w = web(request)
-    values = {
-        "name": w.settings.newsletter_name,
-        "pitch": PITCH,
-        "postal_address": w.settings.postal_address,
-        "request_path": request.url.path,
-        **(context or {}),
-    }
-    html = w.templates.get_template(template).render(**values)
-    return HTMLResponse(html, status_code=status, headers=headers)
-
-
-def error_page(
-    request: Request,
-    status: int,
-    message: str,
-    *,
-    headers: dict[str, str] | None = None,
-    title: str | None = None,
-    field: str | None = None,
-) -> Response:
-    if wants_json(request):
-        body: dict[str, Any] = {"error": message, "status": status}
-        if field:
-            body["field"] = field
-        return JSONResponse(body, status_code=status, headers=headers)
-    return page(
-        request,
-        "error.html",
-        {"status": status, "message": message, "title": title or _TITLES.get(status, "Something went wrong")},
-        status=status,
-        headers=headers,
-    )
-
-
-_TITLES = {
-    400: "That link or request is not valid",
-    401: "Sign in needed",
-    403: "Not allowed",
-    404: "Not found",
-    405: "Method not allowed",
-    413: "Too much data",
-    415: "Unsupported content type",
-    422: "Please check what you entered",
-    429: "Slow down a little",
-    500: "Something went wrong on our side",
-    501: "Not available yet",
-    503: "Temporarily unavailable",
-}
-
-
-def login_page(request: Request, *, message: str | None = None, status: int = 401) -> Response:
-    w = web(request)
-    if wants_json(request):
-        return JSONResponse(
-            {"error": message or "admin token required", "status": status}, status_code=status
-        )
-    return page(
-        request,
-        "admin/login.html",
-        {"message": message, "csrf": csrf_token(w.settings, "login")},
-        status=status,
-        headers={"WWW-Authenticate": 'Bearer realm="admin"'},
-    )
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -174,19 +71,6 @@ def _validation_field(exc: RequestValidationError) -> str | None:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    from newsletter.web.routes import (
-        admin,
-        admin_issues,
-        admin_schedule,
-        admin_stats,
-        admin_subscribers,
-        api,
-        archive,
-        pages,
-        subscriptions,
-        webhooks,
-    )
-
     settings = settings or get_settings()
     engine = open_database(settings.database_url)
     app = FastAPI(

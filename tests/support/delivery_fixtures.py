@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, insert, select
 
-from newsletter.archive import write_issue
 from newsletter.config import Settings
-from newsletter.render import PLACEHOLDERS, TEXT_PLACEHOLDERS
+from newsletter.issues.archive import write_issue
+from newsletter.issues.render import PLACEHOLDERS, TEXT_PLACEHOLDERS
 from newsletter.tables import DeliveryRow, IssueRow, SubscriberRow, SuppressionRow
 from tests.support.fake_sendgrid import API_KEY as FAKE_API_KEY
 

@@ -13,9 +13,10 @@ from sqlalchemy import Engine
 
 from newsletter.config import Settings
 from newsletter.db import session_scope
+from newsletter.issues.content import IssueContent
+from newsletter.issues.verdicts import build_content, summarise_issue
 from newsletter.models import Comparison, Review, ToolEntry
 from newsletter.tables import ComparisonRow
-from newsletter.verdicts import IssueContent, build_content, summarise_issue
 
 AXOLOTL_DESCRIPTION = (
     "Axolotl is the go-to open-source fine-tuning framework for the local LLM community, and v0.16 is "

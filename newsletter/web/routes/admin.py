@@ -9,7 +9,7 @@ import logging
 import re
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi import Path as PathParam
@@ -18,15 +18,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from newsletter import archive, subscribers
+from newsletter import subscribers
 from newsletter.config import Settings
-from newsletter.delivery import jobs
+from newsletter.delivery import StatusReport, delivery_status, jobs, send_test
 from newsletter.delivery.jobs import AdminSends, SendSnapshot, describe_send_error
 from newsletter.errors import NewsletterError, NotFoundError, SubscriberError
-from newsletter.issues import get_issue
+from newsletter.issues import archive, get_issue
 from newsletter.schedule import ScheduleView, schedule_view
+from newsletter.states import IssueStatus
 from newsletter.tokens import ADMIN_SESSION_MAX_AGE, make_admin_session
-from newsletter.web.app import error_page, login_page, page, wants_json, web
 from newsletter.web.routes.archive import (
     ISSUE_ID_PATTERN,
     IssueSummary,
@@ -46,9 +46,7 @@ from newsletter.web.security import (
     token_matches,
     verify_csrf,
 )
-
-if TYPE_CHECKING:
-    from newsletter.delivery import StatusReport
+from newsletter.web.shared import login_page, page, wants_json, web
 
 __all__ = ["AdminSends", "ScheduleView", "SendSnapshot", "admin_sends", "describe_send_error", "router"]
 
@@ -104,7 +102,6 @@ async def dashboard(request: Request) -> Response:
             "issues": issues,
             "schedule": schedule,
             "csrf": csrf_token(w.settings, auth.csrf_binding),
-            "delivery": delivery_available(),
         },
     )
 
@@ -203,10 +200,6 @@ class LedgerView:
 
 def _ledger_view(engine: Engine, issue_id: str) -> LedgerView | None:
     try:
-        from newsletter.delivery import delivery_status
-    except ImportError:  # pragma: no cover - delivery not present
-        return None
-    try:
         report: StatusReport = delivery_status(engine, issue_id)
     except NewsletterError:
         return None
@@ -251,7 +244,6 @@ async def issue_detail(request: Request, issue_id: str = ISSUE_ID) -> Response:
             "ledger": ledger,
             "send": send,
             "csrf": csrf_token(w.settings, auth.csrf_binding),
-            "delivery": delivery_available(),
         },
     )
 
@@ -290,10 +282,6 @@ async def test_send(request: Request, issue_id: str = ISSUE_ID) -> Response:
     verify_csrf(w.settings, auth, fields.get("csrf"))
     await _issue(request, issue_id)
     addresses = parse_addresses(fields.get("addresses", ""), w.settings)
-    try:
-        from newsletter.delivery import send_test
-    except ImportError:
-        return error_page(request, 501, "delivery not available yet")
     report = await run_in_threadpool(lambda: send_test(w.settings, issue_id, addresses, engine=w.engine))
     if wants_json(request):
         return JSONResponse({"accepted": report.accepted, "failed": report.failed})
@@ -322,14 +310,6 @@ def admin_sends(app: Any) -> AdminSends:
     return registry
 
 
-def delivery_available() -> bool:
-    try:
-        from newsletter.delivery import send_issue  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def start_send(request: Request, issue_id: str) -> bool:
     """Start the issue's send in the delivery layer's background runner (False: one runs here)."""
     w = web(request)
@@ -350,7 +330,6 @@ async def send_confirm_page(request: Request, issue_id: str = ISSUE_ID) -> Respo
             "issue": issue,
             "confirmed": counts["confirmed"],
             "csrf": csrf_token(w.settings, auth.csrf_binding),
-            "delivery": delivery_available(),
             "sending": admin_sends(request.app).running(issue_id),
         },
     )
@@ -369,8 +348,6 @@ async def send(request: Request, issue_id: str = ISSUE_ID) -> Response:
     issue = await _issue(request, issue_id)
     if fields.get("confirm") != "yes":
         raise SubscriberError("tick the confirmation to send the issue")
-    if not delivery_available():
-        return error_page(request, 501, "delivery not available yet")
     started = start_send(request, issue_id)
     if started:
         title = "The send has started."
@@ -388,7 +365,7 @@ async def send(request: Request, issue_id: str = ISSUE_ID) -> Response:
         snapshot = admin_sends(request.app).get(issue_id)
         return JSONResponse(
             {
-                "status": "sending",
+                "status": IssueStatus.SENDING,
                 "started": started,
                 "message": title,
                 "send": snapshot.as_json() if snapshot else None,

@@ -11,9 +11,9 @@ from typing import Any
 
 from starlette.requests import Request
 
-from newsletter.web.app import web
 from newsletter.web.routes.subscriptions import read_fields
 from newsletter.web.security import AdminAuth, authenticate_admin, csrf_token, verify_csrf
+from newsletter.web.shared import web
 
 
 def admin_auth(request: Request) -> AdminAuth:

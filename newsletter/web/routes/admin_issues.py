@@ -16,10 +16,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from newsletter.issues import build_issue, edit_issue, list_issues
-from newsletter.preview import Preview, render_draft_preview, render_preview
-from newsletter.web.app import page, web
-from newsletter.web.routes.admin import ISSUE_ID, delivery_available
+from newsletter.issues.preview import Preview, render_draft_preview, render_preview
+from newsletter.web.routes.admin import ISSUE_ID
 from newsletter.web.routes.admin_forms import admin_auth, checked_form, csrf_for, form_body
+from newsletter.web.shared import page, web
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 Format = Annotated[str, Query(pattern="^(html|text)$")]
@@ -32,7 +32,7 @@ async def issues_page(request: Request) -> Response:
     return page(
         request,
         "admin/issues.html",
-        {"issues": infos, "csrf": csrf_for(request, auth), "delivery": delivery_available()},
+        {"issues": infos, "csrf": csrf_for(request, auth)},
     )
 
 

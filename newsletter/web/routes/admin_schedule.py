@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from newsletter.schedule import pause, resume, schedule_view, skip_next
-from newsletter.web.app import page, web
 from newsletter.web.routes.admin_forms import admin_auth, checked_form, csrf_for, form_body
+from newsletter.web.shared import page, web
 
 router = APIRouter(prefix="/admin/schedule", tags=["admin"])
 BACK = "/admin/schedule"

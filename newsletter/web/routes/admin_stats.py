@@ -10,8 +10,8 @@ from starlette.responses import JSONResponse, Response
 
 from newsletter.charts import Series, bar_chart
 from newsletter.stats import growth_by_week, issue_stats
-from newsletter.web.app import page, wants_json, web
 from newsletter.web.routes.admin_forms import admin_auth, csrf_for
+from newsletter.web.shared import page, wants_json, web
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 

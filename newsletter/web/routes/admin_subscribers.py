@@ -18,11 +18,11 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from newsletter import subscribers
+from newsletter import mail, subscribers
 from newsletter.errors import NewsletterError, NotFoundError, SubscriberError
-from newsletter.web.app import page, web
 from newsletter.web.routes.admin_forms import admin_auth, checked_form, csrf_for, form_body
 from newsletter.web.security import verify_csrf
+from newsletter.web.shared import page, web
 
 router = APIRouter(prefix="/admin/subscribers", tags=["admin"])
 IMPORT_PATH = "/admin/subscribers/import"
@@ -86,7 +86,7 @@ async def subscribers_add(request: Request) -> Response:
     confirmed = fields.get("confirmed") == "yes"
     result = (
         await run_in_threadpool(
-            lambda: subscribers.add(
+            lambda: mail.add(
                 w.settings,
                 w.engine,
                 [fields.get("email", "")],

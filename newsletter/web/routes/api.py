@@ -20,17 +20,18 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
-from newsletter import subscribers
+from newsletter import mail, subscribers
 from newsletter.delivery import delivery_status, send_test
 from newsletter.delivery.jobs import start_send
 from newsletter.errors import AuthError, NotFoundError, SubscriberError
 from newsletter.issues import IssueFrozenError, IssueInfo, build_issue, edit_issue, get_issue, list_issues
-from newsletter.preview import render_preview
+from newsletter.issues.preview import render_preview
 from newsletter.schedule import pause, resume, schedule_view, skip_next
-from newsletter.web.app import web
+from newsletter.states import IssueStatus
 from newsletter.web.routes.admin import MAX_TEST_ADDRESSES, admin_sends
 from newsletter.web.routes.archive import ISSUE_ID_PATTERN
 from newsletter.web.security import token_matches
+from newsletter.web.shared import web
 
 PREFIX = "/api/v1"
 IMPORT_PATH = f"{PREFIX}/subscribers/import"
@@ -167,14 +168,14 @@ async def issue_test(request: Request, issue_id: IssueId, body: TestSend) -> JSO
 async def issue_send(request: Request, issue_id: IssueId) -> JSONResponse:
     w = web(request)
     info = await run_in_threadpool(get_issue, w.engine, issue_id)
-    if info.status == "sent":
+    if info.status == IssueStatus.SENT:
         raise IssueFrozenError(f"issue {issue_id} has been sent already")
     stop: threading.Event | None = getattr(request.app.state, "stop_event", None)
     started = start_send(w.settings, w.engine, admin_sends(request.app), issue_id, stop=stop)
     return JSONResponse(
         {
             "id": issue_id,
-            "status": "sending",
+            "status": IssueStatus.SENDING,
             "started": started,
             "status_url": f"{PREFIX}/issues/{issue_id}/status",
         },
@@ -310,7 +311,7 @@ async def subscribers_add(request: Request, body: NewSubscriber) -> JSONResponse
     w = web(request)
     result = (
         await run_in_threadpool(
-            lambda: subscribers.add(
+            lambda: mail.add(
                 w.settings,
                 w.engine,
                 [body.email],

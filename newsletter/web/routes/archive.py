@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
-from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi import Path as PathParam
@@ -18,14 +17,15 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from newsletter.config import Settings
 from newsletter.errors import NotFoundError
+from newsletter.issues.archive import load_issue
+from newsletter.issues.content import IssueContent
+from newsletter.states import FROZEN_ISSUE_STATUSES, IssueStatus
 from newsletter.tables import IssueRow
-from newsletter.verdicts import IssueContent
-from newsletter.web.app import page, wants_json, web
+from newsletter.web.shared import page, wants_json, web
 
 router = APIRouter(tags=["archive"])
 
 ISSUE_ID_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z_-]{0,39}$"
-PUBLIC_STATUSES = ("sending", "sent")
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def list_issue_summaries(
     """Issues newest first; only the ones that went out unless ``public`` is False (admin)."""
     query = select(IssueRow).order_by(IssueRow.issue_date.desc(), IssueRow.id.desc())
     if public:
-        query = query.where(IssueRow.status.in_(PUBLIC_STATUSES))
+        query = query.where(IssueRow.status.in_(FROZEN_ISSUE_STATUSES))
     if limit is not None:
         query = query.limit(limit)
     with engine.connect() as conn:
@@ -72,14 +72,6 @@ def get_issue_summary(engine: Engine, issue_id: str) -> IssueSummary | None:
 
 def load_web_html(settings: Settings, issue_id: str) -> str:
     """The archived browser version of an issue (the one place that reads the archive)."""
-    try:
-        from newsletter.archive import load_issue
-    except ImportError:  # pragma: no cover - archive module not present
-        path = Path(settings.issues_dir) / issue_id / "web.html"
-        try:
-            return path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise NotFoundError(f"no archived issue {issue_id!r}") from None
     return load_issue(settings, issue_id).web_html
 
 
@@ -107,8 +99,6 @@ async def issues_index(request: Request) -> Response:
 def load_content(settings: Settings, issue_id: str) -> IssueContent | None:
     """What an archived issue says (issue.json: what was sent), for the site's own page;
     None for an archive that does not hold its content (hand-made or older)."""
-    from newsletter.archive import load_issue
-
     try:
         return load_issue(settings, issue_id).content
     except (KeyError, TypeError, ValidationError):
@@ -122,7 +112,7 @@ async def issue_page(
 ) -> Response:
     w = web(request)
     summary = await run_in_threadpool(get_issue_summary, w.engine, issue_id)
-    if summary is None or summary.status not in PUBLIC_STATUSES:
+    if summary is None or summary.status not in FROZEN_ISSUE_STATUSES:
         raise NotFoundError(f"no issue {issue_id!r} in the archive")
     content = await run_in_threadpool(load_content, w.settings, issue_id)
     if content is None:  # nothing to lay out: the browser version, as it was sent
@@ -135,7 +125,9 @@ FEED_SIZE = 20
 
 def atom_feed(settings: Settings, engine: Engine) -> bytes:
     """The Atom feed of sent issues, newest first: each entry the issue's verdicts."""
-    sent = [issue for issue in list_issue_summaries(engine, limit=FEED_SIZE) if issue.status == "sent"]
+    sent = [
+        issue for issue in list_issue_summaries(engine, limit=FEED_SIZE) if issue.status == IssueStatus.SENT
+    ]
     feed = FeedGenerator()
     feed.id(f"{settings.base_url}/issues")
     feed.title(settings.newsletter_name)

@@ -20,15 +20,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from newsletter import subscribers
+from newsletter import mail, subscribers
 from newsletter.config import Settings
 from newsletter.errors import SubscriberError, TokenError
-from newsletter.scheduler import next_run_times
+from newsletter.schedule import next_run_times
+from newsletter.states import SubscriberStatus
 from newsletter.subscribers import Subscriber
 from newsletter.tokens import ExpiredTokenError
-from newsletter.web.app import page, wants_json, web
 from newsletter.web.routes.archive import list_issue_summaries
 from newsletter.web.security import client_ip
+from newsletter.web.shared import page, wants_json, web
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["subscriptions"])
@@ -166,7 +167,7 @@ async def subscribe(request: Request, background: BackgroundTasks) -> Response:
     background.add_task(
         _after_answer,
         "subscription",
-        subscribers.subscribe,
+        mail.subscribe,
         w.settings,
         w.engine,
         address,
@@ -195,12 +196,12 @@ def _token_error(request: Request, exc: TokenError, *, token: str, kind: str) ->
 async def confirm(request: Request, background: BackgroundTasks, token: str = TOKEN_PATH) -> Response:
     w = web(request)
     try:
-        result = await run_in_threadpool(lambda: subscribers.confirm(w.settings, w.engine, token, send=False))
+        result = await run_in_threadpool(lambda: subscribers.confirm(w.settings, w.engine, token))
     except TokenError as exc:
         return _token_error(request, exc, token=token, kind="confirm")
     if result.newly_confirmed:
         background.add_task(
-            _after_answer, "welcome mail", subscribers.send_welcome, w.settings, w.engine, result.subscriber
+            _after_answer, "welcome mail", mail.send_welcome, w.settings, w.engine, result.subscriber
         )
     latest = await run_in_threadpool(list_issue_summaries, w.engine, limit=1)
     latest_url = f"{w.settings.base_url}/issues/{latest[0].id}" if latest else None
@@ -224,13 +225,13 @@ async def resend(request: Request, background: BackgroundTasks) -> Response:
     token = (await read_fields(request)).get("token", "")
     try:
         found = await run_in_threadpool(
-            lambda: subscribers.resend_confirmation(w.settings, w.engine, token, send=False)
+            lambda: subscribers.resend_confirmation(w.settings, w.engine, token)
         )
     except TokenError as exc:
         return _token_error(request, exc, token="", kind="confirm")
     if found is not None:
         background.add_task(
-            _after_answer, "confirmation mail", subscribers.send_confirmation, w.settings, found
+            _after_answer, "confirmation mail", mail.send_confirmation, w.settings, found
         )
     if wants_json(request):
         return JSONResponse({"status": "check_your_inbox"}, status_code=202)
@@ -267,7 +268,7 @@ async def unsubscribe_page(request: Request, token: str = TOKEN_PATH) -> Respons
         {
             "token": token,
             "address": _masked(found),
-            "already": found is not None and found.status == "unsubscribed",
+            "already": found is not None and found.status == SubscriberStatus.UNSUBSCRIBED,
         },
     )
 

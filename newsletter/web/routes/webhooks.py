@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from newsletter.config import Settings
 from newsletter.delivery import events
+from newsletter.runtime import settings_and_engine
 from newsletter.web.jsonguard import depth_message, too_deep
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,6 @@ def _settings_and_engine(request: Request) -> tuple[Settings, Any]:
     settings = getattr(state, "settings", None)
     engine = getattr(state, "engine", None)
     if settings is None or engine is None:
-        from newsletter.runtime import settings_and_engine
-
         settings, engine = settings_and_engine()
     return settings, engine
 

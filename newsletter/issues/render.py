@@ -37,8 +37,8 @@ from premailer import Premailer
 
 from newsletter.config import Settings
 from newsletter.errors import RenderError
+from newsletter.issues.content import ComparisonSummary, IssueContent
 from newsletter.resources import EMAIL_TEMPLATES
-from newsletter.verdicts import ComparisonSummary, IssueContent
 
 HTML_TEMPLATE = "issue.mjml.j2"
 TEXT_TEMPLATE = "issue.txt.j2"

@@ -15,12 +15,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
+from newsletter.states import FROZEN_ISSUE_STATUSES
 from newsletter.tables import ComparisonRow, IssueComparisonRow, IssueRow
-
-DRAFT = "draft"
-SENDING = "sending"
-SENT = "sent"
-FROZEN_STATUSES = (SENDING, SENT)
 
 
 def select_comparisons(session: Session, limit: int) -> list[ComparisonRow]:
@@ -28,7 +24,7 @@ def select_comparisons(session: Session, limit: int) -> list[ComparisonRow]:
     already_out = (
         select(IssueComparisonRow.comparison_id)
         .join(IssueRow, IssueRow.id == IssueComparisonRow.issue_id)
-        .where(IssueRow.status.in_(FROZEN_STATUSES))
+        .where(IssueRow.status.in_(FROZEN_ISSUE_STATUSES))
     )
     statement = (
         select(ComparisonRow)
@@ -47,7 +43,7 @@ def catalog_counts(session: Session) -> tuple[int, int]:
             select(func.count(func.distinct(IssueComparisonRow.comparison_id)))
             .select_from(IssueComparisonRow)
             .join(IssueRow, IssueRow.id == IssueComparisonRow.issue_id)
-            .where(IssueRow.status.in_(FROZEN_STATUSES))
+            .where(IssueRow.status.in_(FROZEN_ISSUE_STATUSES))
         )
         or 0
     )

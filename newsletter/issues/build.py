@@ -21,18 +21,14 @@ from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from newsletter import archive
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.errors import IssueError, NotFoundError
-from newsletter.models import Comparison
-from newsletter.notes import NOTE_LIMIT, note_html, note_text
-from newsletter.render import EMAIL_BUDGET_BYTES, FittedIssue, render_within_budget
-from newsletter.selection import (
-    DRAFT,
-    FROZEN_STATUSES,
-    SENDING,
-    SENT,
+from newsletter.issues import archive
+from newsletter.issues.content import IssueContent
+from newsletter.issues.notes import NOTE_LIMIT, note_html, note_text
+from newsletter.issues.render import EMAIL_BUDGET_BYTES, FittedIssue, render_within_budget
+from newsletter.issues.selection import (
     as_utc,
     candidate_ids,
     catalog_counts,
@@ -41,6 +37,9 @@ from newsletter.selection import (
     select_comparisons,
     week_id,
 )
+from newsletter.issues.verdicts import build_content, summarise_issue
+from newsletter.models import Comparison
+from newsletter.states import FROZEN_ISSUE_STATUSES, IssueStatus
 from newsletter.tables import (
     ComparisonRow,
     DeliveryBatchRow,
@@ -49,7 +48,6 @@ from newsletter.tables import (
     IssueRow,
     utcnow,
 )
-from newsletter.verdicts import IssueContent, build_content, summarise_issue
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +129,7 @@ class IssueInfo:
 
     @property
     def frozen(self) -> bool:
-        return self.status in FROZEN_STATUSES
+        return self.status in FROZEN_ISSUE_STATUSES
 
     @property
     def comparisons(self) -> int:
@@ -151,7 +149,9 @@ def build_issue(settings: Settings, engine: Engine, *, date: datetime | Day | No
             if not rows:
                 return BuildResult(issue_id=None, reason=_nothing_new(session))
             draft = session.scalars(
-                select(IssueRow).where(IssueRow.status == DRAFT).order_by(IssueRow.built_at.desc())
+                select(IssueRow)
+                .where(IssueRow.status == IssueStatus.DRAFT)
+                .order_by(IssueRow.built_at.desc())
             ).first()
             issue_id = _choose_id(session, week_id(when), draft)
             carried = Edits.of(draft)  # the editor's words follow the draft to its new id
@@ -192,7 +192,7 @@ def _choose_id(session: Session, base: str, draft: IssueRow | None) -> str:
         existing = session.get(IssueRow, candidate)
         if existing is None:
             return candidate
-        if existing.status == DRAFT and (draft is None or existing.id == draft.id):
+        if existing.status == IssueStatus.DRAFT and (draft is None or existing.id == draft.id):
             return candidate
     raise IssueError(f"too many issues in week {base}")
 
@@ -206,7 +206,7 @@ def _has_deliveries(session: Session, issue_id: str) -> bool:
 
 def _delete_draft(session: Session, issue_id: str) -> None:
     session.execute(delete(IssueComparisonRow).where(IssueComparisonRow.issue_id == issue_id))
-    session.execute(delete(IssueRow).where(IssueRow.id == issue_id, IssueRow.status == DRAFT))
+    session.execute(delete(IssueRow).where(IssueRow.id == issue_id, IssueRow.status == IssueStatus.DRAFT))
     session.flush()
 
 
@@ -288,7 +288,7 @@ def _write(
                 id=issue_id,
                 subject=content.subject,
                 preheader=content.preheader,
-                status=DRAFT,
+                status=IssueStatus.DRAFT,
                 issue_date=when,
                 built_at=utcnow(),
                 custom_subject=edits.subject,
@@ -301,7 +301,7 @@ def _write(
         # mark_sending waits for this build (and a build never rewrites a frozen issue).
         changed_rows = session.execute(
             update(IssueRow)
-            .where(IssueRow.id == issue_id, IssueRow.status == DRAFT)
+            .where(IssueRow.id == issue_id, IssueRow.status == IssueStatus.DRAFT)
             .values(subject=content.subject, preheader=content.preheader, issue_date=when, built_at=utcnow())
             .execution_options(synchronize_session=False)
         ).rowcount  # type: ignore[attr-defined]
@@ -363,9 +363,7 @@ def _one_line(name: str, value: str, limit: int) -> str | None:
     return text or None
 
 
-def check_edits(
-    current: Edits, *, subject: str | None, preheader: str | None, note: str | None
-) -> Edits:
+def check_edits(current: Edits, *, subject: str | None, preheader: str | None, note: str | None) -> Edits:
     """The draft's edits after this change. None leaves a field as it is; "" goes back to the
     computed subject/preheader, or removes the note. IssueFieldError names a bad field."""
     new = current
@@ -407,7 +405,7 @@ def edit_issue(
     with session_scope(engine) as session:
         changed = session.execute(
             update(IssueRow)
-            .where(IssueRow.id == issue_id, IssueRow.status == DRAFT)
+            .where(IssueRow.id == issue_id, IssueRow.status == IssueStatus.DRAFT)
             .values(custom_subject=edits.subject, custom_preheader=edits.preheader, note=edits.note)
             .execution_options(synchronize_session=False)
         ).rowcount  # type: ignore[attr-defined]
@@ -475,8 +473,8 @@ def mark_sending(engine: Engine, issue_id: str) -> IssueInfo:
     with session_scope(engine) as session:
         session.execute(
             update(IssueRow)
-            .where(IssueRow.id == issue_id, IssueRow.status == DRAFT)
-            .values(status=SENDING, send_started_at=utcnow())
+            .where(IssueRow.id == issue_id, IssueRow.status == IssueStatus.DRAFT)
+            .values(status=IssueStatus.SENDING, send_started_at=utcnow())
             .execution_options(synchronize_session=False)
         )
         row = session.get(IssueRow, issue_id)
@@ -491,12 +489,12 @@ def mark_sent(engine: Engine, issue_id: str) -> IssueInfo:
         row = session.get(IssueRow, issue_id)
         if row is None:
             raise NotFoundError(f"no issue {issue_id!r}")
-        if row.status != SENT:
+        if row.status != IssueStatus.SENT:
             now = utcnow()
             session.execute(
                 update(IssueRow)
-                .where(IssueRow.id == issue_id, IssueRow.status != SENT)
-                .values(status=SENT, sent_at=now, send_started_at=row.send_started_at or now)
+                .where(IssueRow.id == issue_id, IssueRow.status != IssueStatus.SENT)
+                .values(status=IssueStatus.SENT, sent_at=now, send_started_at=row.send_started_at or now)
                 .execution_options(synchronize_session=False)
             )
             session.refresh(row)

@@ -17,11 +17,11 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from newsletter.archive import issue_dir, load_issue
 from newsletter.config import Settings
 from newsletter.errors import ConfigError, NewsletterError, NotFoundError
-from newsletter.issues import Edits, check_edits, get_issue, latest_issue
-from newsletter.render import Personalizer, get_renderer, sample_values
+from newsletter.issues.archive import issue_dir, load_issue
+from newsletter.issues.build import Edits, check_edits, get_issue, latest_issue
+from newsletter.issues.render import Personalizer, get_renderer, sample_values
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from newsletter.config import Settings
 from newsletter.errors import NotFoundError
-from newsletter.verdicts import IssueContent
+from newsletter.issues.content import IssueContent
 
 ISSUE_ID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,39}$")
 
