@@ -85,6 +85,9 @@ class FakeSendGrid:
         self.requests: list[dict[str, Any]] = []  # accepted bodies' personalizations (+ meta)
         self.bodies: list[dict[str, Any]] = []  # accepted bodies without personalizations
         self.received = 0  # every POST, accepted or not
+        self.arrivals: list[float] = []  # time.monotonic() of every POST
+        self.in_progress = 0  # POSTs being answered right now
+        self.most_in_progress = 0  # the most answered at once (requests in flight)
         self.accepted_recipients = 0
         self.statuses: list[int] = []
         self._sticky = False
@@ -200,6 +203,16 @@ class FakeSendGrid:
     def _handle(self, handler: _Handler) -> None:
         with self._lock:
             self.received += 1
+            self.arrivals.append(time.monotonic())
+            self.in_progress += 1
+            self.most_in_progress = max(self.most_in_progress, self.in_progress)
+        try:
+            self._handle_one(handler)
+        finally:
+            with self._lock:
+                self.in_progress -= 1
+
+    def _handle_one(self, handler: _Handler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
             handler.close_connection = True
