@@ -76,8 +76,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class FakeSendGrid:
-    def __init__(self, *, api_key: str = API_KEY, delay: float = 0.0, record: bool = True) -> None:
+    def __init__(
+        self, *, api_key: str = API_KEY, delay: float = 0.0, record: bool = True, tally: bool = False
+    ) -> None:
         self.api_key = api_key
+        # address -> accepted requests carrying it, without keeping the bodies (big benches)
+        self.tally: Counter[str] | None = Counter() if tally else None
         self.delay = delay
         self.record = record
         self._lock = threading.Lock()
@@ -256,6 +260,8 @@ class FakeSendGrid:
         with self._lock:
             self.accepted_recipients += len(body["personalizations"])
             self._accepted += 1
+            if self.tally is not None:
+                self.tally.update(to["email"] for p in body["personalizations"] for to in p["to"])
             if self.record:
                 meta = {k: v for k, v in body.items() if k != "personalizations"}
                 self.requests.append(
