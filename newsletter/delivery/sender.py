@@ -479,7 +479,7 @@ class _Batcher:
         Claiming the next batch and recording the last happen while the others are out.
         """
         self.pages.fill(force=True)
-        running: dict[Future[PushResult], tuple[ledger.Claim, list[Recipient]]] = {}
+        running: dict[Future[PushResult], ledger.Claim] = {}
         first_error: BaseException | None = None
         cursor = 0  # the claim cursor (see ledger.claim_batch)
         more = True
@@ -488,9 +488,7 @@ class _Batcher:
                 while more and first_error is None and not stop.is_set() and len(running) < self.lanes:
                     claim, cursor, more = self._claim_next(cursor)
                     if claim is not None and claim.recipients:
-                        recipients = self._recipients_of(claim)
-                        future = self.pool.submit(self.messenger.push, self.content, recipients)
-                        running[future] = (claim, recipients)
+                        running[self.pool.submit(self._build_and_push, claim)] = claim
                     elif claim is not None and progress is not None:  # all of it suppressed
                         progress(self.state)
                 if not running:
@@ -498,9 +496,9 @@ class _Batcher:
                 self._meanwhile()
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
-                    claim, recipients = running.pop(future)
+                    claim = running.pop(future)
                     try:
-                        self._record(claim, recipients, future)
+                        self._record(claim, future)
                     except Exception as exc:  # the first error stops the send once the rest are in
                         if first_error is None:
                             first_error = exc
@@ -549,8 +547,16 @@ class _Batcher:
             self.leases.hold(claim.batch_id)
         return claim, claim.last_subscriber_id, True
 
-    def _recipients_of(self, claim: ledger.Claim) -> list[Recipient]:
-        return [self.builder.build(r.subscriber_id, r.email, r.email_hash, r.name) for r in claim.recipients]
+    def _build_and_push(self, claim: ledger.Claim) -> PushResult:
+        """On a lane: the per-recipient parts (signing the unsubscribe links), then the request.
+
+        Built here rather than on the claiming thread, so the next claim is not held up by
+        them. A failure while building happens before anything is handed over (the batch
+        goes back to pending, see _settle_batch).
+        """
+        build = self.builder.build
+        recipients = [build(r.subscriber_id, r.email, r.email_hash, r.name) for r in claim.recipients]
+        return self.messenger.push(self.content, recipients)
 
     def _meanwhile(self) -> None:
         """While requests are out, write the next page of pending rows (no claim)."""
@@ -559,12 +565,12 @@ class _Batcher:
         except Exception:  # only a head start for the next batches: never worth failing one
             log.debug("preparing the next batches failed", exc_info=True)
 
-    def _record(self, claim: ledger.Claim, recipients: list[Recipient], future: Future[PushResult]) -> None:
+    def _record(self, claim: ledger.Claim, future: Future[PushResult]) -> None:
         try:
             _settle_batch(
                 self.messenger,
                 self.content,
-                recipients,
+                claim.recipients,
                 self.engine,
                 claim,
                 self.report,
@@ -575,11 +581,11 @@ class _Batcher:
         finally:
             self.leases.drop(claim.batch_id)
 
-    def _drain(self, running: dict[Future[PushResult], tuple[ledger.Claim, list[Recipient]]]) -> None:
+    def _drain(self, running: dict[Future[PushResult], ledger.Claim]) -> None:
         for future in list(running):
-            claim, recipients = running.pop(future)
+            claim = running.pop(future)
             try:
-                self._record(claim, recipients, future)
+                self._record(claim, future)
             except Exception as exc:  # already failing: the first error is the one reported
                 log.warning("%s: recording a batch after an error failed: %s", self.messenger.name, exc)
 
@@ -587,7 +593,7 @@ class _Batcher:
 def _settle_batch(
     messenger: Messenger,
     content: Content,
-    recipients: list[Recipient],
+    recipients: Sequence[object],
     engine: Engine,
     claim: ledger.Claim,
     report: SendReport,
@@ -677,7 +683,7 @@ def _outcome(claim: ledger.Claim, result: PushResult) -> ledger.Outcome:
     return outcome
 
 
-def _all_accepted(result: PushResult, recipients: Sequence[Recipient]) -> bool:
+def _all_accepted(result: PushResult, recipients: Sequence[object]) -> bool:
     return (
         not result.failed
         and not result.refused
