@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -216,7 +217,7 @@ def bench_sendgrid(kind: str, subscribers: int) -> dict[str, Any] | None:
 
     with (
         tempfile.TemporaryDirectory(prefix="nl-bench-") as folder,
-        FakeSendGrid(api_key=API_KEY, record=False) as server,
+        FakeSendGrid(api_key=API_KEY, record=False, tally=True) as server,
     ):
         tmp = Path(folder)
         if kind == "postgres":
@@ -242,6 +243,7 @@ def bench_sendgrid(kind: str, subscribers: int) -> dict[str, Any] | None:
             result, rss = _run_child(["send", issue], values, timeout=3600)
             assert result["sent"] == subscribers, result
             assert server.accepted_recipients == subscribers
+            check_exactly_once(server.tally, subscribers, f"{kind} steady state")
             raw, raw_rss = _run_child(["raw", server.url, str(subscribers), issue], values, timeout=3600)
     rate = result["sent"] / result["seconds"]
     raw_rate = raw["sent"] / raw["seconds"]
@@ -261,6 +263,81 @@ def bench_sendgrid(kind: str, subscribers: int) -> dict[str, Any] | None:
         f"ratio {rate / raw_rate:.2f} (target >= 0.50, RSS <= 150 MB)"
     )
     return figures
+
+
+def check_exactly_once(tally: Counter[str] | None, subscribers: int, where: str) -> None:
+    """Every bench run: every subscriber's address exactly once at the look-alike, none missing."""
+    from tests.support.delivery_fixtures import address
+
+    assert tally is not None
+    twice = sum(1 for count in tally.values() if count > 1)
+    missing = subscribers - sum(1 for i in range(subscribers) if tally.get(address(i)))
+    extra = len(tally) - (subscribers - missing)
+    if twice or missing or extra:
+        raise AssertionError(f"{where}: {twice} addresses twice, {missing} missing, {extra} unexpected")
+
+
+def bench_whole_process(kind: str, subscribers: int, delay: float) -> dict[str, Any] | None:
+    """`newsletter send` as a subprocess (start-up included) against the look-alike answering
+    each request after ``delay`` seconds, beside the bare client posting the same number of
+    prebuilt requests one after another to the same look-alike."""
+    from bench._harness import pg_throwaway_database
+    from tests.support.fake_sendgrid import FakeSendGrid
+
+    with (
+        tempfile.TemporaryDirectory(prefix="nl-bench-") as folder,
+        FakeSendGrid(api_key=API_KEY, record=False, tally=True, delay=delay) as server,
+    ):
+        tmp = Path(folder)
+        if kind == "postgres":
+            context = pg_throwaway_database("nl_bench_whole")
+        else:
+            from contextlib import nullcontext
+
+            context = nullcontext(f"sqlite:///{tmp / 'data' / 'bench.db'}")
+        with context as url:
+            if url is None:
+                print("postgres: no server at 127.0.0.1:5432, skipped")
+                return None
+            values = _env(
+                tmp,
+                url,
+                NEWSLETTER_PROVIDER="sendgrid",
+                NEWSLETTER_SENDGRID_API_KEY=API_KEY,
+                NEWSLETTER_SENDGRID_API_URL=server.url,
+            )
+            issue = _prepare(values, subscribers)
+            child_env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")} | values
+            started = time.perf_counter()
+            done = subprocess.run(
+                [sys.executable, "-m", "newsletter", "send", issue, "--yes"],
+                env=child_env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=3600,
+                check=False,
+            )
+            seconds = time.perf_counter() - started
+            if done.returncode != 0:
+                raise RuntimeError(f"newsletter send failed ({done.returncode}):\n{done.stderr}")
+            check_exactly_once(server.tally, subscribers, f"{kind} whole process, {delay * 1000:.0f} ms")
+            raw, _rss = _run_child(["raw", server.url, str(subscribers), issue], values, timeout=3600)
+    raw_seconds = float(raw["seconds"])
+    print(
+        f"[{kind}] whole process, {delay * 1000:.0f} ms per request: {subscribers:,} in {seconds:.2f}s; "
+        f"bare sequential client {raw_seconds:.2f}s; ratio {raw_seconds / seconds:.2f}"
+    )
+    return {
+        "db": kind,
+        "delay_ms": round(delay * 1000),
+        "subscribers": subscribers,
+        "seconds": round(seconds, 3),
+        "raw_seconds": round(raw_seconds, 3),
+        "recipients_per_s": round(subscribers / seconds),
+        "raw_recipients_per_s": round(subscribers / raw_seconds),
+        "ratio": round(raw_seconds / seconds, 3),
+    }
 
 
 def bench_smtp(messages: int, connections: int) -> dict[str, Any]:

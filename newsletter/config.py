@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     sendgrid_webhook_allow_unsigned: bool = False
     sendgrid_timeout: float = Field(default=30.0, gt=0)
     batch_size: int = Field(default=1000, ge=1, le=1000)
+    # requests in flight at once per sending process (SendGrid, SMTP; the outbox writes one
+    # batch at a time): also the most batches a SIGKILL can leave uncertain per process
+    send_concurrency: int = Field(default=4, ge=1, le=32)
     max_retries: int = Field(default=5, ge=0, le=20)
     retry_backoff: float = Field(default=1.0, ge=0, le=60)
     # who holds a claimed batch (default host:pid); a test fakes another machine with it

@@ -53,7 +53,8 @@ def test_sigkill_mid_send_then_resume_then_resend_uncertain(
 
     process = popen_cli(sg_env, "send", issue, "--yes")
     try:
-        wait_for(lambda: fake.received >= 3, 60, "the third request")
+        # the first batches answered and recorded, the next ones out (up to 4 at once)
+        wait_for(lambda: fake.received >= 6, 60, "the sixth request")
         time.sleep(0.1)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
@@ -66,9 +67,19 @@ def test_sigkill_mid_send_then_resume_then_resend_uncertain(
         process.stderr.close()
     assert process.returncode == -signal.SIGKILL
 
+    # at most SEND_CONCURRENCY (default 4) batches of 100 per process: one per request in flight
     states = ledger_states(engine, issue)
-    assert 0 < states.get("in_flight", 0) <= 100  # at most one batch per process
+    assert 0 < states.get("in_flight", 0) <= settings.send_concurrency * 100
     uncertain = in_flight_emails(engine, issue)
+    with engine.connect() as conn:
+        batch_ids = set(
+            conn.scalars(
+                select(DeliveryRow.batch_id).where(
+                    DeliveryRow.issue_id == issue, DeliveryRow.state == "in_flight"
+                )
+            )
+        )
+    assert settings.send_concurrency == 4 and 1 <= len(batch_ids) <= settings.send_concurrency
 
     fake.delay = 0.0
     resumed = run_cli(sg_env, "send", issue, "--yes")
@@ -84,13 +95,7 @@ def test_sigkill_mid_send_then_resume_then_resend_uncertain(
     status = run_cli(sg_env, "status", issue)
     assert status.returncode == 0, status.stderr
     assert "in_flight" in status.stdout and "--resend-uncertain" in status.stdout
-    with engine.connect() as conn:
-        batch_id = conn.scalar(
-            select(DeliveryRow.batch_id).where(
-                DeliveryRow.issue_id == issue, DeliveryRow.state == "in_flight"
-            )
-        )
-    assert str(batch_id) in status.stdout
+    assert all(str(batch_id) in status.stdout for batch_id in batch_ids)
 
     # The killed sender no longer renews its lease: once it expires, the batch is free to take.
     time.sleep(LEASE + 0.5)
@@ -111,7 +116,9 @@ def test_two_concurrent_send_processes_split_the_work(
     settings, engine = setup
     issue = make_issue(settings, engine)
     emails = set(add_subscribers(engine, 3000))
-    fake.delay = 0.2  # 30 requests, >= 6 s: the second process is up well within it, even under load
+    # 30 requests, 4 in flight per process (SEND_CONCURRENCY): >= 6 s, so the second process
+    # is up well within it, even under load
+    fake.delay = 0.8
 
     first = popen_cli(sg_env, "send", issue, "--yes")
     second = popen_cli(sg_env, "send", issue, "--yes")

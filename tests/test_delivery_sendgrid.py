@@ -33,6 +33,9 @@ def sg_settings(env: dict[str, str], fake: FakeSendGrid, monkeypatch: pytest.Mon
         "NEWSLETTER_SENDGRID_TIMEOUT": "10",
         "NEWSLETTER_RETRY_BACKOFF": "0.05",
         "NEWSLETTER_MAX_RETRIES": "3",
+        # one request in flight: these tests act between two batches (several in flight:
+        # test_delivery_concurrency.py)
+        "NEWSLETTER_SEND_CONCURRENCY": "1",
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)

@@ -56,6 +56,9 @@ def sg_env(env: dict[str, str], fake: FakeSendGrid, monkeypatch: pytest.MonkeyPa
         NEWSLETTER_SENDGRID_TIMEOUT="10",
         NEWSLETTER_MAX_RETRIES="2",
         NEWSLETTER_BATCH_SIZE=str(BATCH),
+        # one request in flight: each fault here is aimed at one particular batch
+        # (several in flight: test_delivery_concurrency.py)
+        NEWSLETTER_SEND_CONCURRENCY="1",
     )
 
 

@@ -3,6 +3,7 @@
     mark issue sending
     loop:  materialise the next keyset page of pending rows (idempotent)
            claim a batch (in_flight, COMMIT)  ->  push  ->  record (sent/failed, COMMIT)
+           with up to SEND_CONCURRENCY batches between their claim and their record
     mark issue sent when no pending or in_flight rows remain
 
 A batch whose request failed for certain (refused, unreachable) goes back to
@@ -12,7 +13,6 @@ resent automatically: ``--resend-uncertain`` or a webhook resolves it.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -20,7 +20,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -315,8 +315,10 @@ def send_issue(
         return report
     worker = worker or ledger.worker_name(settings.worker_name)
     finished = False
-    # One helper thread: the request goes out on it while this thread prepares the next batch.
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="push")
+    # The requests go out on these threads while this one claims and records. Messengers
+    # that cannot push from several threads at once (the outbox) get one lane.
+    lanes = settings.send_concurrency if getattr(messenger, "concurrent", False) else 1
+    pool = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="push")
     leases = _Leases(engine, settings.lease_seconds)
     try:
         # Frozen first, then read: a rebuild can no longer change the archive between
@@ -332,7 +334,7 @@ def send_issue(
             report.requeued, report.live = requeued.rows, requeued.live
         report.total = ledger.recipients_to_send(engine, issue_id)
         state = SendProgress(issue_id=issue_id, total=report.total)
-        batch = _Batcher(settings, engine, messenger, content, worker, report, state, pool, leases)
+        batch = _Batcher(settings, engine, messenger, content, worker, report, state, pool, leases, lanes)
         with leases:
             batch.run_pass(stop, progress)
             # Recipients the server deferred (4xx) are retried after everyone else, while
@@ -451,6 +453,7 @@ class _Batcher:
         state: SendProgress,
         pool: ThreadPoolExecutor,
         leases: _Leases,
+        lanes: int = 1,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -462,87 +465,143 @@ class _Batcher:
         self.pool = pool
         self.leases = leases
         self.builder = RecipientBuilder(settings)
+        self.lanes = lanes
         self.batch_size = max(1, min(settings.batch_size, messenger.max_batch_size))
         self.pages = _PendingPages(engine, content.issue_id or "", page_size=max(PAGE_SIZE, self.batch_size))
         self.exhausted = False
 
     def run_pass(self, stop: threading.Event, progress: ProgressCallback | None) -> None:
+        """Keep up to ``lanes`` batches in flight until nothing is pending.
+
+        This thread alone talks to the ledger (claims, records); the pool's threads only
+        push. Each in-flight batch is its own claim, committed before its request and
+        held under its own lease, so a crash leaves at most ``lanes`` batches uncertain.
+        Claiming the next batch and recording the last happen while the others are out.
+        """
+        self.pages.fill(force=True)
+        running: dict[Future[PushResult], ledger.Claim] = {}
+        first_error: BaseException | None = None
+        cursor = 0  # the claim cursor (see ledger.claim_batch)
+        more = True
+        try:
+            while True:
+                while more and first_error is None and not stop.is_set() and len(running) < self.lanes:
+                    claim, cursor, more = self._claim_next(cursor)
+                    if claim is not None and claim.recipients:
+                        running[self.pool.submit(self._build_and_push, claim)] = claim
+                    elif claim is not None and progress is not None:  # all of it suppressed
+                        progress(self.state)
+                if not running:
+                    break
+                self._meanwhile()
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    claim = running.pop(future)
+                    try:
+                        self._record(claim, future)
+                    except Exception as exc:  # the first error stops the send once the rest are in
+                        if first_error is None:
+                            first_error = exc
+                        else:
+                            log.warning("%s: another batch failed too: %s", self.messenger.name, exc)
+                    if progress is not None:
+                        progress(self.state)
+        except BaseException:
+            # The ledger failed under us (or we were interrupted): record what the other
+            # lanes got back where it still can, so only what is truly unknown stays uncertain.
+            self._drain(running)
+            raise
+        if first_error is not None:
+            raise first_error
+        self.exhausted = self.pages.exhausted
+
+    def _claim_next(self, cursor: int) -> tuple[ledger.Claim | None, int, bool]:
+        """The next batch: (claim or None, the new cursor, whether more may be pending)."""
         issue_id = self.content.issue_id or ""
-        pages = self.pages
-        pages.fill(force=True)
-        claimed_up_to = 0  # the claim cursor (see ledger.claim_batch)
-        while not stop.is_set():
+        while True:
             claim = ledger.claim_batch(
                 self.engine,
                 issue_id,
                 self.batch_size,
                 worker=self.worker,
                 provider=self.messenger.name,
-                after=claimed_up_to,
+                after=cursor,
                 lease_seconds=self.leases.seconds,
             )
-            if claim is None:
-                # Nothing pending past the cursor: the next page (or subscribers who confirmed
-                # mid-send with an id beyond it); then one sweep from the start for rows
-                # behind the cursor (released by a failed batch, or skipped while another
-                # process held them). Done when neither finds anything.
-                if pages.fill(force=True):
-                    continue
-                if claimed_up_to:
-                    claimed_up_to = 0
-                    continue
+            if claim is not None:
                 break
-            claimed_up_to = claim.last_subscriber_id
-            pages.claimed(len(claim.recipients) + claim.suppressed)
-            self.state.suppressed += claim.suppressed
-            self.report.suppressed += claim.suppressed
-            if claim.recipients:
-                self.leases.hold(claim.batch_id)
-                try:
-                    self._send(claim)
-                finally:
-                    self.leases.drop(claim.batch_id)
-            if progress is not None:
-                progress(self.state)
-        self.exhausted = pages.exhausted
+            # Nothing pending past the cursor: the next page (or subscribers who confirmed
+            # mid-send with an id beyond it); then one sweep from the start for rows
+            # behind the cursor (released by a failed batch, or skipped while another
+            # process held them). Done when neither finds anything.
+            if self.pages.fill(force=True):
+                continue
+            if cursor:
+                cursor = 0
+                continue
+            return None, 0, False
+        self.pages.claimed(len(claim.recipients) + claim.suppressed)
+        self.state.suppressed += claim.suppressed
+        self.report.suppressed += claim.suppressed
+        if claim.recipients:
+            self.leases.hold(claim.batch_id)
+        return claim, claim.last_subscriber_id, True
 
-    def _send(self, claim: ledger.Claim) -> None:
-        recipients = [
-            self.builder.build(r.subscriber_id, r.email, r.email_hash, r.name) for r in claim.recipients
-        ]
-        # While the request is out, write the next page of pending rows (no claim).
-        meanwhile = functools.partial(self.pages.fill_if_low, self.batch_size)
-        _send_batch(
-            self.messenger,
-            self.content,
-            recipients,
-            self.engine,
-            claim,
-            self.report,
-            self.state,
-            self.pool,
-            meanwhile,
-            self.settings,
-        )
+    def _build_and_push(self, claim: ledger.Claim) -> PushResult:
+        """On a lane: the per-recipient parts (signing the unsubscribe links), then the request.
+
+        Built here rather than on the claiming thread, so the next claim is not held up by
+        them. A failure while building happens before anything is handed over (the batch
+        goes back to pending, see _settle_batch).
+        """
+        build = self.builder.build
+        recipients = [build(r.subscriber_id, r.email, r.email_hash, r.name) for r in claim.recipients]
+        return self.messenger.push(self.content, recipients)
+
+    def _meanwhile(self) -> None:
+        """While requests are out, write the next page of pending rows (no claim)."""
+        try:
+            self.pages.fill_if_low(self.batch_size * self.lanes)
+        except Exception:  # only a head start for the next batches: never worth failing one
+            log.debug("preparing the next batches failed", exc_info=True)
+
+    def _record(self, claim: ledger.Claim, future: Future[PushResult]) -> None:
+        try:
+            _settle_batch(
+                self.messenger,
+                self.content,
+                claim.recipients,
+                self.engine,
+                claim,
+                self.report,
+                self.state,
+                future,
+                self.settings,
+            )
+        finally:
+            self.leases.drop(claim.batch_id)
+
+    def _drain(self, running: dict[Future[PushResult], ledger.Claim]) -> None:
+        for future in list(running):
+            claim = running.pop(future)
+            try:
+                self._record(claim, future)
+            except Exception as exc:  # already failing: the first error is the one reported
+                log.warning("%s: recording a batch after an error failed: %s", self.messenger.name, exc)
 
 
-def _send_batch(
+def _settle_batch(
     messenger: Messenger,
     content: Content,
-    recipients: list[Recipient],
+    recipients: Sequence[object],
     engine: Engine,
     claim: ledger.Claim,
     report: SendReport,
     state: SendProgress,
-    pool: ThreadPoolExecutor,
-    meanwhile: Callable[[], None],
+    future: Future[PushResult],
     settings: Settings,
 ) -> None:
-    future = pool.submit(messenger.push, content, recipients)
-    try:
-        meanwhile()
-    except Exception:  # only a head start for the next batch: never worth failing this one
-        log.debug("preparing the next batch failed", exc_info=True)
+    """Record what the push of one claimed batch did (``future`` is done, or will be)."""
     try:
         result = future.result()
     except ProviderError as exc:
@@ -624,7 +683,7 @@ def _outcome(claim: ledger.Claim, result: PushResult) -> ledger.Outcome:
     return outcome
 
 
-def _all_accepted(result: PushResult, recipients: Sequence[Recipient]) -> bool:
+def _all_accepted(result: PushResult, recipients: Sequence[object]) -> bool:
     return (
         not result.failed
         and not result.refused

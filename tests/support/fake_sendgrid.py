@@ -76,8 +76,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class FakeSendGrid:
-    def __init__(self, *, api_key: str = API_KEY, delay: float = 0.0, record: bool = True) -> None:
+    def __init__(
+        self, *, api_key: str = API_KEY, delay: float = 0.0, record: bool = True, tally: bool = False
+    ) -> None:
         self.api_key = api_key
+        # address -> accepted requests carrying it, without keeping the bodies (big benches)
+        self.tally: Counter[str] | None = Counter() if tally else None
         self.delay = delay
         self.record = record
         self._lock = threading.Lock()
@@ -85,6 +89,9 @@ class FakeSendGrid:
         self.requests: list[dict[str, Any]] = []  # accepted bodies' personalizations (+ meta)
         self.bodies: list[dict[str, Any]] = []  # accepted bodies without personalizations
         self.received = 0  # every POST, accepted or not
+        self.arrivals: list[float] = []  # time.monotonic() of every POST
+        self.in_progress = 0  # POSTs being answered right now
+        self.most_in_progress = 0  # the most answered at once (requests in flight)
         self.accepted_recipients = 0
         self.statuses: list[int] = []
         self._sticky = False
@@ -200,6 +207,16 @@ class FakeSendGrid:
     def _handle(self, handler: _Handler) -> None:
         with self._lock:
             self.received += 1
+            self.arrivals.append(time.monotonic())
+            self.in_progress += 1
+            self.most_in_progress = max(self.most_in_progress, self.in_progress)
+        try:
+            self._handle_one(handler)
+        finally:
+            with self._lock:
+                self.in_progress -= 1
+
+    def _handle_one(self, handler: _Handler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
             handler.close_connection = True
@@ -243,6 +260,8 @@ class FakeSendGrid:
         with self._lock:
             self.accepted_recipients += len(body["personalizations"])
             self._accepted += 1
+            if self.tally is not None:
+                self.tally.update(to["email"] for p in body["personalizations"] for to in p["to"])
             if self.record:
                 meta = {k: v for k, v in body.items() if k != "personalizations"}
                 self.requests.append(

@@ -66,8 +66,11 @@ class _AddressesRefused(Exception):
 
 
 class SendGridMessenger:
+    """Thread-safe: the sender pushes up to ``SEND_CONCURRENCY`` batches at once through one."""
+
     name = "sendgrid"
     max_batch_size = MAX_PERSONALIZATIONS
+    concurrent = True
 
     def __init__(
         self,
@@ -85,6 +88,9 @@ class SendGridMessenger:
         self.backoff = backoff
         self.sleep = sleep
         self.requests = 0
+        self._lock = threading.Lock()
+        # a 429/503 pauses every lane, not only the one that got it (monotonic time)
+        self._paused_until = 0.0
         self._static_key: tuple[int, Content] | None = None
         self._static: dict[str, Any] = {}
 
@@ -92,8 +98,9 @@ class SendGridMessenger:
 
     def _static_part(self, content: Content) -> dict[str, Any]:
         """Everything but the personalizations, built once per Content."""
-        if self._static_key is not None and self._static_key[1] is content:
-            return self._static
+        with self._lock:
+            if self._static_key is not None and self._static_key[1] is content:
+                return self._static
         name, address = parseaddr(content.from_email)
         sender: dict[str, str] = {"email": address or content.from_email}
         if name:
@@ -115,8 +122,9 @@ class SendGridMessenger:
             body["reply_to"] = reply
         if content.categories:
             body["categories"] = [str(category)[:255] for category in content.categories[:10]]
-        self._static_key = (id(content), content)
-        self._static = body
+        with self._lock:
+            self._static_key = (id(content), content)
+            self._static = body
         return body
 
     def build_body(self, content: Content, recipients: Sequence[Recipient]) -> dict[str, Any]:
@@ -168,8 +176,11 @@ class SendGridMessenger:
     def post(self, body: dict[str, Any]) -> str | None:
         """POST /v3/mail/send with retries; the X-Message-Id of the accepted request."""
         attempt = 0
+        own_until = 0.0  # the end of this request's own wait, already slept
         while True:
-            self.requests += 1
+            self._wait_for_pause(own_until)
+            with self._lock:
+                self.requests += 1
             try:
                 response = self._send_once(body)
             except http_errors.HTTPError as exc:
@@ -196,6 +207,8 @@ class SendGridMessenger:
                     )
                     raise error from exc
                 wait = self._backoff(attempt) if wait is None else wait
+                # SendGrid's limit is per account: the other lanes hold back until then too
+                own_until = self._pause(wait)
                 log.warning("sendgrid %s, retrying in %.2fs: %s", status, wait, problem)
             except urllib.error.URLError as exc:
                 # urllib wraps what fails while connecting or sending the request: the
@@ -227,6 +240,21 @@ class SendGridMessenger:
                 return headers.get("X-Message-Id") if headers is not None else None
             self.sleep(wait)
             attempt += 1
+
+    def _pause(self, seconds: float) -> float:
+        """Every lane waits ``seconds`` before its next request; returns the end of the pause."""
+        until = time.monotonic() + seconds
+        with self._lock:
+            self._paused_until = max(self._paused_until, until)
+        return until
+
+    def _wait_for_pause(self, own_until: float) -> None:
+        """Hold back while another lane's 429/503 pause lasts (this lane's own wait is slept already)."""
+        with self._lock:
+            until = self._paused_until
+        wait = until - max(time.monotonic(), own_until)
+        if wait > 0.001:
+            self.sleep(wait)
 
     def _send_once(self, body: dict[str, Any]) -> Any:
         """One POST through the official client, its socket cut at the request's deadline."""

@@ -204,8 +204,19 @@ class _Connection:
         raise _Permanent(message)
 
 
+@dataclass
+class _PushState:
+    """One push's shared verdicts (several pushes may run at once, one per sender lane)."""
+
+    # set when the server stayed unreachable: the rest of the batch is not tried
+    down: str | None = None
+    interrupted: bool = False
+
+
 class SmtpMessenger:
     name = "smtp"
+    # the sender may push several batches at once: their messages share the connections
+    concurrent = True
     # small batches: a crash leaves at most this many messages uncertain
     max_batch_size = 100
 
@@ -232,9 +243,6 @@ class SmtpMessenger:
             self._pool.put(connection)
         self._executor = ThreadPoolExecutor(max_workers=len(self._all), thread_name_prefix="smtp")
         self.max_batch_size = max(self.max_batch_size, 25 * len(self._all))
-        # set when the server stayed unreachable: the rest of the batch is not tried
-        self._down: str | None = None
-        self._interrupted = False
 
     def _opened(self) -> None:
         with self._lock:
@@ -242,7 +250,7 @@ class SmtpMessenger:
 
     def push(self, content: Content, recipients: Sequence[Recipient]) -> PushResult:
         sender = parseaddr(content.from_email)[1] or content.from_email
-        self._down, self._interrupted = None, False
+        push = _PushState()
         try:
             template = MessageTemplate(content)
         except Exception as exc:  # nothing was handed over: the whole batch is unsent
@@ -250,7 +258,7 @@ class SmtpMessenger:
                 deferred=[r.email for r in recipients],
                 error=f"cannot build the message: {type(exc).__name__}: {exc}",
             )
-        outcomes = list(self._executor.map(lambda r: self._deliver(template, sender, r), recipients))
+        outcomes = list(self._executor.map(lambda r: self._deliver(template, sender, r, push), recipients))
         result = PushResult()
         for recipient, (kind, detail) in zip(recipients, outcomes, strict=True):
             if kind == "sent":
@@ -265,13 +273,15 @@ class SmtpMessenger:
             else:
                 result.deferred.append(recipient.email)
                 result.error = result.error or detail
-        result.interrupted = self._interrupted
+        result.interrupted = push.interrupted
         return result
 
-    def _deliver(self, template: MessageTemplate, sender: str, recipient: Recipient) -> tuple[str, str]:
+    def _deliver(
+        self, template: MessageTemplate, sender: str, recipient: Recipient, push: _PushState
+    ) -> tuple[str, str]:
         """One recipient: ("sent", message id) | ("failed"|"temporary"|"uncertain"|"unsent", why)."""
-        if self._down is not None:
-            return "unsent", self._down
+        if push.down is not None:
+            return "unsent", push.down
         try:
             mail = template.render(recipient)
         except Exception as exc:  # this one cannot be built: not handed over, the send stops
@@ -280,8 +290,8 @@ class SmtpMessenger:
         attempt = 0
         trouble_since: float | None = None
         while True:
-            if self._down is not None:  # another connection gave up on the server meanwhile
-                return "unsent", self._down
+            if push.down is not None:  # another connection gave up on the server meanwhile
+                return "unsent", push.down
             connection = self._pool.get()
             try:
                 connection.send(sender, wire_address(recipient.email), data)
@@ -301,8 +311,8 @@ class SmtpMessenger:
                 wait = 0.0 if attempt == 0 else self._backoff(attempt)
                 if attempt >= self.max_retries or now + wait - trouble_since > CONNECT_BUDGET:
                     with self._lock:
-                        self._down = self._down or f"SMTP server unavailable: {exc}"
-                    return "unsent", self._down
+                        push.down = push.down or f"SMTP server unavailable: {exc}"
+                    return "unsent", push.down
                 log.info("smtp: %s; reconnecting in %.2fs", exc, wait)
             except Exception as exc:
                 # Raised on our side before the message was handed over (smtplib refuses a
@@ -316,9 +326,9 @@ class SmtpMessenger:
                     self.sleep(wait)
                 except WaitInterrupted as exc:  # SIGTERM: this one and the rest stay unsent
                     with self._lock:
-                        self._down = self._down or str(exc)
-                        self._interrupted = True
-                    return "unsent", self._down
+                        push.down = push.down or str(exc)
+                        push.interrupted = True
+                    return "unsent", push.down
             attempt += 1
 
     def _backoff(self, attempt: int) -> float:
