@@ -18,11 +18,11 @@ from sqlalchemy import (
 from newsletter.config import Settings
 from newsletter.delivery.messengers import Content, Recipient, get_messenger
 from newsletter.resources import MAIL_TEMPLATES
-from newsletter.states import FROZEN_ISSUE_STATUSES
 from newsletter.subscribers import lifecycle
 from newsletter.subscribers.lifecycle import AddResult, ConfirmResult, SubscribeResult
 from newsletter.subscribers.links import confirm_url, list_unsubscribe_headers, unsubscribe_url
 from newsletter.subscribers.records import I, Subscriber
+from newsletter.tables import published_issue
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def latest_issue_url(settings: Settings, engine: Engine) -> str:
     with engine.connect() as conn:
         issue_id = conn.execute(
             select(I.c.id)
-            .where(I.c.status.in_(FROZEN_ISSUE_STATUSES))
+            .where(published_issue(I.c.status, I.c.id))
             .order_by(I.c.issue_date.desc(), I.c.id.desc())
             .limit(1)
         ).scalar()

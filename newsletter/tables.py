@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    ColumnElement,
     DateTime,
     ForeignKey,
     Index,
@@ -19,6 +20,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
+    exists,
+    or_,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -293,3 +297,13 @@ class RevokedAdminSessionRow(Base):
 
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
     revoked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def published_issue(status: Any, issue_id: Any) -> ColumnElement[bool]:
+    """The archive's rule: an issue is public once sent, or while sending once at least one
+    recipient was accepted (a send that has mailed nobody yet, or failed before anyone, is not).
+
+    ``status`` and ``issue_id`` are the issue's columns, from the ORM class or its table.
+    """
+    accepted = exists().where(DeliveryRow.issue_id == issue_id, DeliveryRow.state == "sent")
+    return or_(status == IssueStatus.SENT, and_(status == IssueStatus.SENDING, accepted))

@@ -19,8 +19,8 @@ from newsletter.config import Settings
 from newsletter.errors import NotFoundError
 from newsletter.issues.archive import load_issue
 from newsletter.issues.content import IssueContent
-from newsletter.states import FROZEN_ISSUE_STATUSES, IssueStatus
-from newsletter.tables import IssueRow
+from newsletter.states import IssueStatus
+from newsletter.tables import IssueRow, published_issue
 from newsletter.web.shared import page, wants_json, web
 
 router = APIRouter(tags=["archive"])
@@ -44,7 +44,7 @@ def list_issue_summaries(
     """Issues newest first; only the ones that went out unless ``public`` is False (admin)."""
     query = select(IssueRow).order_by(IssueRow.issue_date.desc(), IssueRow.id.desc())
     if public:
-        query = query.where(IssueRow.status.in_(FROZEN_ISSUE_STATUSES))
+        query = query.where(published_issue(IssueRow.status, IssueRow.id))
     if limit is not None:
         query = query.limit(limit)
     with engine.connect() as conn:
@@ -62,9 +62,13 @@ def list_issue_summaries(
     ]
 
 
-def get_issue_summary(engine: Engine, issue_id: str) -> IssueSummary | None:
+def get_issue_summary(engine: Engine, issue_id: str, *, public: bool = False) -> IssueSummary | None:
+    """One issue; with ``public``, only if the archive shows it (see ``published_issue``)."""
+    query = select(IssueRow).where(IssueRow.id == issue_id)
+    if public:
+        query = query.where(published_issue(IssueRow.status, IssueRow.id))
     with engine.connect() as conn:
-        row = conn.execute(select(IssueRow).where(IssueRow.id == issue_id)).first()
+        row = conn.execute(query).first()
     if row is None:
         return None
     return IssueSummary(row.id, row.subject, row.preheader, row.status, row.issue_date, row.sent_at)
@@ -111,8 +115,8 @@ async def issue_page(
     issue_id: str = PathParam(pattern=ISSUE_ID_PATTERN, max_length=40),
 ) -> Response:
     w = web(request)
-    summary = await run_in_threadpool(get_issue_summary, w.engine, issue_id)
-    if summary is None or summary.status not in FROZEN_ISSUE_STATUSES:
+    summary = await run_in_threadpool(lambda: get_issue_summary(w.engine, issue_id, public=True))
+    if summary is None:
         raise NotFoundError(f"no issue {issue_id!r} in the archive")
     content = await run_in_threadpool(load_content, w.settings, issue_id)
     if content is None:  # nothing to lay out: the browser version, as it was sent

@@ -15,8 +15,7 @@ from starlette.responses import JSONResponse, Response
 from newsletter.errors import NotFoundError
 from newsletter.issues.verdicts import summarise
 from newsletter.models import Comparison
-from newsletter.states import FROZEN_ISSUE_STATUSES
-from newsletter.tables import ComparisonRow, IssueComparisonRow, IssueRow
+from newsletter.tables import ComparisonRow, IssueComparisonRow, IssueRow, published_issue
 from newsletter.web.routes.archive import list_issue_summaries
 from newsletter.web.shared import page, wants_json, web
 
@@ -91,7 +90,7 @@ def _issues_with(engine: Engine, slug: str) -> list[tuple[str, str]]:
             select(IssueRow.id, IssueRow.subject)
             .join(IssueComparisonRow, IssueComparisonRow.issue_id == IssueRow.id)
             .join(ComparisonRow, ComparisonRow.id == IssueComparisonRow.comparison_id)
-            .where(ComparisonRow.slug == slug, IssueRow.status.in_(FROZEN_ISSUE_STATUSES))
+            .where(ComparisonRow.slug == slug, published_issue(IssueRow.status, IssueRow.id))
             .order_by(IssueRow.issue_date.desc())
         ).all()
     return [(row.id, row.subject) for row in rows]
