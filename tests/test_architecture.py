@@ -14,10 +14,10 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "newsletter"
 MAX_LINES = 600
 
-# The one documented seam for late imports: the CLI loads a command's module when that command
-# runs (newsletter/cli.py, COMMANDS). newsletter/delivery/ still imports late in places; it
-# moves to the top with that package's next change.
-LATE_IMPORTS_ALLOWED = ("cli.py", "delivery/")
+# The documented seams for late imports: the CLI loads a command's module when that command
+# runs (newsletter/cli.py, COMMANDS), and the provider registry loads a provider when it is
+# chosen (newsletter/delivery/messengers/__init__.py, get_messenger).
+LATE_IMPORTS_ALLOWED = ("cli.py", "delivery/messengers/__init__.py")
 # A cycle wholly inside newsletter/delivery/ (messengers -> outbox -> mime -> messengers.base,
 # whose package __init__ runs first) is that package's to break; any other cycle fails.
 CYCLES_ALLOWED_INSIDE = "newsletter.delivery"

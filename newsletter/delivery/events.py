@@ -27,24 +27,27 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
-from sqlalchemy import Engine, Table, and_, or_, select, update
+from sqlalchemy import Engine, Table, and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.db import is_postgres
 from newsletter.delivery import ledger
 from newsletter.errors import ConfigError, NewsletterError
-from newsletter.tables import SubscriberRow, SuppressionRow, WebhookEventRow, utcnow
+from newsletter.issues import get_issue, mark_sent
+from newsletter.subscribers import email_hash
+from newsletter.subscribers.lifecycle import apply_provider_report
+from newsletter.tables import SubscriberRow, WebhookEventRow, utcnow
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 
-# event -> (subscriber status, suppression reason, timestamp column)
+# event -> (the subscriber lifecycle's provider-report kind, suppression reason)
 SUPPRESSING = {
-    "bounce": ("bounced", "bounce", "bounced_at"),
-    "dropped": ("bounced", "dropped", "bounced_at"),
-    "spamreport": ("complained", "complaint", "complained_at"),
-    "unsubscribe": ("unsubscribed", "unsubscribe", "unsubscribed_at"),
-    "group_unsubscribe": ("unsubscribed", "unsubscribe", "unsubscribed_at"),
+    "bounce": ("bounce", "bounce"),
+    "dropped": ("bounce", "dropped"),
+    "spamreport": ("complaint", "complaint"),
+    "unsubscribe": ("unsubscribe", "unsubscribe"),
+    "group_unsubscribe": ("unsubscribe", "unsubscribe"),
 }
 COUNTED = ("delivered", "open", "click")
 STORED = frozenset((*COUNTED, *SUPPRESSING))
@@ -54,7 +57,6 @@ RECEIVED = frozenset(
 )
 
 S = cast(Table, SubscriberRow.__table__)
-SUP = cast(Table, SuppressionRow.__table__)
 EV = cast(Table, WebhookEventRow.__table__)
 
 
@@ -152,8 +154,6 @@ def _storable(event: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _hash_email(email: str) -> str:
-    from newsletter.subscribers import email_hash
-
     return email_hash(email)
 
 
@@ -221,8 +221,6 @@ def _handle_chunk(engine: Engine, events: list[Mapping[str, Any]], result: Event
 
 def _finish_settled_issues(engine: Engine, issue_ids: set[str]) -> None:
     """An issue whose last uncertain rows a webhook just settled is sent, if its send scanned everyone."""
-    from newsletter.issues import get_issue, mark_sent
-
     for issue_id in sorted(issue_ids):
         try:
             status = get_issue(engine, issue_id).status
@@ -243,15 +241,15 @@ def _message_id(event: Mapping[str, Any]) -> str | None:
 
 def _suppress(conn: Any, name: str, event: Mapping[str, Any], now: Any) -> bool:
     """Suppress the event's address; True when a subscriber's status changed."""
-    status, reason, column = SUPPRESSING[name]
+    kind, reason = SUPPRESSING[name]
     email = str(event.get("email") or "").strip()
     subscriber_id = _int(event.get("subscriber_id"))
     if name == "dropped":
         detail = str(event.get("reason") or "").lower()
         if "unsubscribe" in detail:
-            status, reason, column = SUPPRESSING["unsubscribe"]
+            kind, reason = SUPPRESSING["unsubscribe"]
         elif "spam" in detail:
-            status, reason, column = SUPPRESSING["spamreport"]
+            kind, reason = SUPPRESSING["spamreport"]
     match = []
     if email:
         match.append(S.c.email == email)
@@ -262,17 +260,5 @@ def _suppress(conn: Any, name: str, event: Mapping[str, Any], now: Any) -> bool:
     if not match:
         return False
     found = conn.execute(select(S.c.id, S.c.email_hash).where(or_(*match))).all()
-    hashes = {row[1] for row in found} or {_hash_email(email)}
-    dialect_insert: Any = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    conn.execute(
-        dialect_insert(SUP).on_conflict_do_nothing(index_elements=["email_hash"]),
-        [{"email_hash": value, "reason": reason, "created_at": now} for value in sorted(hashes)],
-    )
-    if not found:
-        return False
-    changed = conn.execute(
-        update(S)
-        .where(S.c.id.in_([row[0] for row in found]), S.c.status.in_(("pending", "confirmed")))
-        .values({"status": status, column: now, "updated_at": now})
-    ).rowcount
-    return bool(changed)
+    hashes = sorted({row[1] for row in found} or {_hash_email(email)})
+    return apply_provider_report(conn, [row[0] for row in found], hashes, kind, now, reason=reason)

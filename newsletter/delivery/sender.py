@@ -28,17 +28,20 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.config import Settings
+from newsletter.db import open_database
 from newsletter.delivery import ledger
 from newsletter.delivery.messengers import (
     Content,
     Messenger,
-    OutboxMessenger,
     PushResult,
     Recipient,
     WaitInterrupted,
     get_messenger,
 )
+from newsletter.delivery.messengers.outbox import OutboxMessenger
 from newsletter.errors import DeliveryError, NotFoundError, ProviderError, SubscriberError, driver_message
+from newsletter.issues import mark_sending, mark_sent
+from newsletter.issues.archive import load_issue
 from newsletter.issues.render import substitutions
 from newsletter.subscribers import UnsubscribeLinks, normalize_email
 from newsletter.tables import IssueRow
@@ -142,8 +145,6 @@ def _issue_row(engine: Engine, issue_id: str) -> tuple[str, str]:
 
 def load_content(settings: Settings, engine: Engine, issue_id: str, *, subject_prefix: str = "") -> Content:
     """The archived issue (rendered once) as a Content with placeholders."""
-    from newsletter.issues.archive import load_issue
-
     subject, _status = _issue_row(engine, issue_id)
     archived = load_issue(settings, issue_id)
     subject, html, text = archived.subject or subject, archived.html, archived.text
@@ -186,14 +187,10 @@ class RecipientBuilder:
 
 
 def _mark_sending(engine: Engine, issue_id: str) -> None:
-    from newsletter.issues import mark_sending
-
     mark_sending(engine, issue_id)
 
 
 def _mark_sent(engine: Engine, issue_id: str) -> None:
-    from newsletter.issues import mark_sent
-
     mark_sent(engine, issue_id)
 
 
@@ -728,8 +725,6 @@ def send_test(
     engine: Engine | None = None,
 ) -> TestSendReport:
     """Send the issue to ``addresses`` only, outside the ledger, subject prefixed "[TEST] "."""
-    from newsletter.db import open_database
-
     cleaned = [normalize_email(address) for address in addresses if address.strip()]
     if not cleaned:
         raise SubscriberError("a test send needs at least one address")

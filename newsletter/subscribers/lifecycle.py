@@ -240,15 +240,22 @@ PROVIDER_TRANSITIONS = {
 
 
 def apply_provider_report(
-    conn: Connection, subscriber_ids: Sequence[int], hashes: Sequence[str], kind: str, moment: datetime
+    conn: Connection,
+    subscriber_ids: Sequence[int],
+    hashes: Sequence[str],
+    kind: str,
+    moment: datetime,
+    *,
+    reason: str | None = None,
 ) -> bool:
     """Suppress ``hashes`` and move the pending/confirmed ``subscriber_ids`` to the status of ``kind``
     (a key of PROVIDER_TRANSITIONS), inside the caller's transaction. True when a status changed.
 
-    The bounce/complaint half of the state machine; ``delivery/events.py`` still writes these
-    rows itself and is to call this instead.
+    The bounce/complaint half of the state machine (``delivery/events.py`` calls it for each
+    signed webhook event); ``reason`` overrides the suppression's reason (e.g. "dropped").
     """
-    status, reason, column = PROVIDER_TRANSITIONS[kind]
+    status, default_reason, column = PROVIDER_TRANSITIONS[kind]
+    reason = reason or default_reason
     for digest in sorted(set(hashes)):
         _suppress(conn, digest, reason, moment)
     if not subscriber_ids:

@@ -1,4 +1,9 @@
-"""Providers. ``get_messenger`` picks one by NEWSLETTER_PROVIDER (or an explicit name)."""
+"""Providers. ``get_messenger`` picks one by NEWSLETTER_PROVIDER (or an explicit name).
+
+The one documented seam for late imports in the package: a provider's module is loaded
+when it is chosen (the SendGrid client and premailer-backed MIME cost start-up time, and
+the outbox's MIME builder imports ``messengers.base``, which runs this file first).
+"""
 
 from __future__ import annotations
 
@@ -13,14 +18,12 @@ from newsletter.delivery.messengers.base import (
     Waiter,
     WaitInterrupted,
 )
-from newsletter.delivery.messengers.outbox import OutboxMessenger
 from newsletter.errors import ConfigError
 
 __all__ = [
     "PROVIDERS",
     "Content",
     "Messenger",
-    "OutboxMessenger",
     "PushResult",
     "Recipient",
     "WaitInterrupted",
@@ -37,6 +40,8 @@ def get_messenger(
     """The provider's messenger; ``stop`` cuts its waits between retries short (SIGTERM)."""
     provider = name or settings.provider
     if provider == "outbox":
+        from newsletter.delivery.messengers.outbox import OutboxMessenger
+
         return OutboxMessenger(settings.outbox_dir)
     if provider == "smtp":
         from newsletter.delivery.messengers.smtp import SmtpMessenger

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Protocol
 
+from email_validator import EmailNotValidError, validate_email
+
 from newsletter.errors import ProviderUnavailableError
 
 
@@ -40,8 +42,6 @@ def wire_address(email: str) -> str:
     """
     if email.isascii():
         return email
-    from email_validator import EmailNotValidError, validate_email
-
     try:
         ascii_email = validate_email(email, check_deliverability=False, allow_smtputf8=False).ascii_email
     except EmailNotValidError:
