@@ -77,6 +77,9 @@ def _configure(
         "NEWSLETTER_SOURCES": str(SAMPLES),
         "NEWSLETTER_TIMEZONE": ZONE,
         "NEWSLETTER_SCHEDULE": "0 9 * * MON",
+        # one request in flight: these ticks are stopped or killed after a particular batch
+        # (several in flight, and the SIGKILL bound then: test_delivery_cli, test_delivery_concurrency)
+        "NEWSLETTER_SEND_CONCURRENCY": "1",
     }
     return use_sendgrid(monkeypatch, env, fake.url, **(defaults | extra))
 
