@@ -23,6 +23,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -211,25 +213,30 @@ def stage_smtp_raw(url: str, messages: int, issue: str) -> dict[str, Any]:
 # --- the orchestrator ---------------------------------------------------------------------------------
 
 
-def bench_sendgrid(kind: str, subscribers: int) -> dict[str, Any] | None:
+@contextmanager
+def sendgrid_install(
+    kind: str, dbname: str, *, delay: float = 0.0
+) -> Iterator[tuple[dict[str, str], Any] | None]:
+    """A throwaway install (SQLite file or PostgreSQL database) pointed at a tallying SendGrid
+    look-alike: (NEWSLETTER_* values, the look-alike), or None when PostgreSQL is absent."""
     from bench._harness import pg_throwaway_database
     from tests.support.fake_sendgrid import FakeSendGrid
 
     with (
         tempfile.TemporaryDirectory(prefix="nl-bench-") as folder,
-        FakeSendGrid(api_key=API_KEY, record=False, tally=True) as server,
+        FakeSendGrid(api_key=API_KEY, record=False, tally=True, delay=delay) as server,
     ):
         tmp = Path(folder)
-        if kind == "postgres":
-            context = pg_throwaway_database("nl_bench_send")
-        else:
-            from contextlib import nullcontext
-
-            context = nullcontext(f"sqlite:///{tmp / 'data' / 'bench.db'}")
+        context = (
+            pg_throwaway_database(dbname)
+            if kind == "postgres"
+            else nullcontext(f"sqlite:///{tmp / 'data' / 'bench.db'}")
+        )
         with context as url:
             if url is None:
                 print("postgres: no server at 127.0.0.1:5432, skipped")
-                return None
+                yield None
+                return
             values = _env(
                 tmp,
                 url,
@@ -237,14 +244,22 @@ def bench_sendgrid(kind: str, subscribers: int) -> dict[str, Any] | None:
                 NEWSLETTER_SENDGRID_API_KEY=API_KEY,
                 NEWSLETTER_SENDGRID_API_URL=server.url,
             )
-            started = time.perf_counter()
-            issue = _prepare(values, subscribers)
-            print(f"[{kind}] prepared {subscribers:,} subscribers in {time.perf_counter() - started:.1f}s")
-            result, rss = _run_child(["send", issue], values, timeout=3600)
-            assert result["sent"] == subscribers, result
-            assert server.accepted_recipients == subscribers
-            check_exactly_once(server.tally, subscribers, f"{kind} steady state")
-            raw, raw_rss = _run_child(["raw", server.url, str(subscribers), issue], values, timeout=3600)
+            yield values, server
+
+
+def bench_sendgrid(kind: str, subscribers: int) -> dict[str, Any] | None:
+    with sendgrid_install(kind, "nl_bench_send") as install:
+        if install is None:
+            return None
+        values, server = install
+        started = time.perf_counter()
+        issue = _prepare(values, subscribers)
+        print(f"[{kind}] prepared {subscribers:,} subscribers in {time.perf_counter() - started:.1f}s")
+        result, rss = _run_child(["send", issue], values, timeout=3600)
+        assert result["sent"] == subscribers, result
+        assert server.accepted_recipients == subscribers
+        check_exactly_once(server.tally, subscribers, f"{kind} steady state")
+        raw, raw_rss = _run_child(["raw", server.url, str(subscribers), issue], values, timeout=3600)
     rate = result["sent"] / result["seconds"]
     raw_rate = raw["sent"] / raw["seconds"]
     figures = {
@@ -281,48 +296,27 @@ def bench_whole_process(kind: str, subscribers: int, delay: float) -> dict[str, 
     """`newsletter send` as a subprocess (start-up included) against the look-alike answering
     each request after ``delay`` seconds, beside the bare client posting the same number of
     prebuilt requests one after another to the same look-alike."""
-    from bench._harness import pg_throwaway_database
-    from tests.support.fake_sendgrid import FakeSendGrid
-
-    with (
-        tempfile.TemporaryDirectory(prefix="nl-bench-") as folder,
-        FakeSendGrid(api_key=API_KEY, record=False, tally=True, delay=delay) as server,
-    ):
-        tmp = Path(folder)
-        if kind == "postgres":
-            context = pg_throwaway_database("nl_bench_whole")
-        else:
-            from contextlib import nullcontext
-
-            context = nullcontext(f"sqlite:///{tmp / 'data' / 'bench.db'}")
-        with context as url:
-            if url is None:
-                print("postgres: no server at 127.0.0.1:5432, skipped")
-                return None
-            values = _env(
-                tmp,
-                url,
-                NEWSLETTER_PROVIDER="sendgrid",
-                NEWSLETTER_SENDGRID_API_KEY=API_KEY,
-                NEWSLETTER_SENDGRID_API_URL=server.url,
-            )
-            issue = _prepare(values, subscribers)
-            child_env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")} | values
-            started = time.perf_counter()
-            done = subprocess.run(
-                [sys.executable, "-m", "newsletter", "send", issue, "--yes"],
-                env=child_env,
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                timeout=3600,
-                check=False,
-            )
-            seconds = time.perf_counter() - started
-            if done.returncode != 0:
-                raise RuntimeError(f"newsletter send failed ({done.returncode}):\n{done.stderr}")
-            check_exactly_once(server.tally, subscribers, f"{kind} whole process, {delay * 1000:.0f} ms")
-            raw, _rss = _run_child(["raw", server.url, str(subscribers), issue], values, timeout=3600)
+    with sendgrid_install(kind, "nl_bench_whole", delay=delay) as install:
+        if install is None:
+            return None
+        values, server = install
+        issue = _prepare(values, subscribers)
+        child_env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")} | values
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "newsletter", "send", issue, "--yes"],
+            env=child_env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=3600,
+            check=False,
+        )
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"newsletter send failed ({done.returncode}):\n{done.stderr}")
+        check_exactly_once(server.tally, subscribers, f"{kind} whole process, {delay * 1000:.0f} ms")
+        raw, _rss = _run_child(["raw", server.url, str(subscribers), issue], values, timeout=3600)
     raw_seconds = float(raw["seconds"])
     print(
         f"[{kind}] whole process, {delay * 1000:.0f} ms per request: {subscribers:,} in {seconds:.2f}s; "
