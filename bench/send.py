@@ -137,7 +137,7 @@ def stage_raw(url: str, recipients: int, issue: str) -> dict[str, Any]:
 
     from newsletter.config import get_settings
     from newsletter.db import open_database
-    from newsletter.delivery.sender import load_content
+    from newsletter.delivery.content import load_content
     from newsletter.issues.render import PLACEHOLDERS, TEXT_PLACEHOLDERS
 
     settings = get_settings()
@@ -191,9 +191,9 @@ def stage_smtp_raw(url: str, messages: int, issue: str) -> dict[str, Any]:
 
     from newsletter.config import get_settings
     from newsletter.db import open_database
+    from newsletter.delivery.content import load_content
     from newsletter.delivery.messengers import Recipient
     from newsletter.delivery.mime import MessageTemplate
-    from newsletter.delivery.sender import load_content
 
     settings = get_settings()
     content = load_content(settings, open_database(settings.database_url), issue)

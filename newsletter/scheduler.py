@@ -46,7 +46,7 @@ from newsletter.catalog import import_locations
 from newsletter.config import Settings
 from newsletter.db import is_postgres, session_scope
 from newsletter.delivery import send_issue
-from newsletter.delivery.sender import SendReport
+from newsletter.delivery.reports import SendReport
 from newsletter.errors import NewsletterError
 from newsletter.issues import build_issue
 from newsletter.schedule import Slot, current_slot, make_trigger, next_run_times, schedule_state

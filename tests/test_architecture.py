@@ -22,7 +22,7 @@ LATE_IMPORTS_ALLOWED = ("cli.py", "delivery/messengers/__init__.py")
 # whose package __init__ runs first) is that package's to break; any other cycle fails.
 CYCLES_ALLOWED_INSIDE = "newsletter.delivery"
 # Over MAX_LINES today, to be split with delivery's next change.
-LONG_MODULES_ALLOWED = ("delivery/sender.py", "delivery/ledger.py")
+LONG_MODULES_ALLOWED = ("delivery/ledger.py",)
 
 
 def modules() -> dict[str, Path]:

@@ -16,16 +16,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine, select
 
 from newsletter.delivery import ledger
+from newsletter.delivery.content import dry_run, send_test
 from newsletter.delivery.ledger import UncertainBatch
-from newsletter.delivery.sender import (
-    DryRunReport,
-    SendProgress,
-    SendReport,
-    TestSendReport,
-    dry_run,
-    send_issue,
-    send_test,
-)
+from newsletter.delivery.reports import DryRunReport, SendProgress, SendReport, TestSendReport
+from newsletter.delivery.sender import send_issue
 from newsletter.errors import NotFoundError
 from newsletter.tables import IssueRow
 

@@ -19,7 +19,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from newsletter.config import Settings
-from newsletter.delivery.sender import SendProgress, SendReport, send_issue
+from newsletter.delivery.reports import SendProgress, SendReport
+from newsletter.delivery.sender import send_issue
 from newsletter.errors import (
     NewsletterError,
     ProviderError,

@@ -13,175 +13,33 @@ resent automatically: ``--resend-uncertain`` or a webhook resolves it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
-from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.config import Settings
-from newsletter.db import open_database
 from newsletter.delivery import ledger
+from newsletter.delivery.content import RecipientBuilder, issue_row, load_content
 from newsletter.delivery.messengers import (
     Content,
     Messenger,
     PushResult,
-    Recipient,
     WaitInterrupted,
     get_messenger,
 )
 from newsletter.delivery.messengers.outbox import OutboxMessenger
-from newsletter.errors import DeliveryError, NotFoundError, ProviderError, SubscriberError, driver_message
+from newsletter.delivery.reports import ProgressCallback, SendProgress, SendReport
+from newsletter.errors import DeliveryError, ProviderError, driver_message
 from newsletter.issues import mark_sending, mark_sent
-from newsletter.issues.archive import load_issue
-from newsletter.issues.render import substitutions
-from newsletter.subscribers import UnsubscribeLinks, normalize_email
-from newsletter.tables import IssueRow
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 5000
-TEST_PREFIX = "[TEST] "
-
-
-# --- reports ----------------------------------------------------------------------------
-
-
-@dataclass
-class SendProgress:
-    issue_id: str
-    total: int
-    sent: int = 0
-    failed: int = 0
-    suppressed: int = 0
-    uncertain: int = 0
-    batches: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def done(self) -> int:
-        return self.sent + self.failed + self.suppressed + self.uncertain
-
-    @property
-    def rate(self) -> float:
-        elapsed = time.monotonic() - self.started
-        return self.sent / elapsed if elapsed > 0 else 0.0
-
-
-@dataclass
-class SendReport:
-    issue_id: str
-    provider: str
-    total: int = 0
-    sent: int = 0
-    failed: int = 0
-    suppressed: int = 0
-    uncertain: int = 0
-    batches: int = 0
-    requeued: int = 0
-    elapsed: float = 0.0
-    interrupted: bool = False
-    already_sent: bool = False
-    issue_status: str = "draft"
-    remaining: int = 0
-    in_flight: int = 0  # rows still in flight when the send ended (uncertain, or another sender's)
-    deferred: int = 0  # rows the server deferred, waiting for their not-before time
-    gave_up: int = 0  # deferred recipients marked failed after DEFER_GIVE_UP
-    reconciled: int = 0  # outbox rows of interrupted batches settled against the files
-    live: list[ledger.UncertainBatch] = field(default_factory=list)  # held by a live sender
-    error: str | None = None
-
-    @property
-    def complete(self) -> bool:
-        """The issue went to everyone (nobody in flight, deferred or pending)."""
-        return self.already_sent or self.issue_status == "sent"
-
-    @property
-    def rate(self) -> float:
-        return self.sent / self.elapsed if self.elapsed > 0 else 0.0
-
-
-@dataclass
-class DryRunReport:
-    issue_id: str
-    provider: str
-    recipients: int
-    batch_size: int
-    batches: int
-    uncertain: int
-    issue_status: str
-
-
-@dataclass
-class TestSendReport:
-    issue_id: str
-    provider: str
-    addresses: list[str]
-    accepted: list[str]
-    failed: dict[str, str]
-
-
-ProgressCallback = Callable[[SendProgress], None]
-
-
-# --- the issue's content ---------------------------------------------------------------------
-
-
-def _issue_row(engine: Engine, issue_id: str) -> tuple[str, str]:
-    with engine.connect() as conn:
-        row = conn.execute(select(IssueRow.subject, IssueRow.status).where(IssueRow.id == issue_id)).first()
-    if row is None:
-        raise NotFoundError(f"no issue {issue_id!r} (see `newsletter issue list`)")
-    return str(row[0]), str(row[1])
-
-
-def load_content(settings: Settings, engine: Engine, issue_id: str, *, subject_prefix: str = "") -> Content:
-    """The archived issue (rendered once) as a Content with placeholders."""
-    subject, _status = _issue_row(engine, issue_id)
-    archived = load_issue(settings, issue_id)
-    subject, html, text = archived.subject or subject, archived.html, archived.text
-    return Content(
-        subject=subject_prefix + subject,
-        html=html,
-        text=text,
-        from_email=settings.from_email,
-        reply_to=settings.reply_to,
-        categories=("newsletter", f"issue-{issue_id}"),
-        issue_id=issue_id,
-    )
-
-
-# --- per-recipient parts ---------------------------------------------------------------------
-
-
-class RecipientBuilder:
-    """Turns ledger rows into Recipients: unsubscribe URL, List-Unsubscribe headers, substitutions."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._links = UnsubscribeLinks(settings)
-
-    def build(self, subscriber_id: int, email: str, email_hash: str, name: str | None) -> Recipient:
-        url = self._links.url(subscriber_id, email_hash)
-        values = {"unsubscribe_url": url}
-        first_name = (name or "").strip().split(" ")[0]
-        if first_name:
-            values["first_name"] = first_name
-        return Recipient(
-            email=email,
-            subscriber_id=subscriber_id,
-            name=(name or "").strip() or None,
-            substitutions=substitutions(values),
-            headers=self._links.headers(url),
-        )
-
 
 # --- issue status -----------------------------------------------------------------------------
 
@@ -299,7 +157,7 @@ def send_issue(
     sent) when the provider refuses or stays unavailable; run it again after the fix.
     """
     started = time.monotonic()
-    _subject, status = _issue_row(engine, issue_id)
+    _subject, status = issue_row(engine, issue_id)
     stop = stop or threading.Event()
     own_messenger = messenger is None
     if messenger is None:
@@ -402,7 +260,7 @@ def _settle_report(
         _mark_sent(engine, issue_id)
     else:
         _unfreeze_if_untouched(engine, issue_id)
-    report.issue_status = _issue_row(engine, issue_id)[1]
+    report.issue_status = issue_row(engine, issue_id)[1]
 
 
 def _unfreeze_if_untouched(engine: Engine, issue_id: str) -> None:
@@ -690,72 +548,3 @@ def _all_accepted(result: PushResult, recipients: Sequence[object]) -> bool:
         and not result.message_ids
         and len(result.accepted) == len(recipients)
     )
-
-
-# --- dry run and test sends ------------------------------------------------------------------
-
-
-def dry_run(
-    settings: Settings, engine: Engine, issue_id: str, *, provider: str | None = None
-) -> DryRunReport:
-    """What a send would do now: recipients and batches. Sends nothing, writes nothing."""
-    _subject, status = _issue_row(engine, issue_id)
-    name = provider or settings.provider
-    limits = {"sendgrid": 1000, "outbox": 1000, "smtp": max(100, 25 * settings.smtp_connections)}
-    batch_size = max(1, min(settings.batch_size, limits.get(name, settings.batch_size)))
-    recipients = 0 if status == "sent" else ledger.recipients_to_send(engine, issue_id)
-    uncertain = sum(batch.recipients for batch in ledger.uncertain_batches(engine, issue_id))
-    return DryRunReport(
-        issue_id=issue_id,
-        provider=name,
-        recipients=recipients,
-        batch_size=batch_size,
-        batches=math.ceil(recipients / batch_size),
-        uncertain=uncertain,
-        issue_status=status,
-    )
-
-
-def send_test(
-    settings: Settings,
-    issue_id: str,
-    addresses: Sequence[str],
-    provider: str | None = None,
-    *,
-    engine: Engine | None = None,
-) -> TestSendReport:
-    """Send the issue to ``addresses`` only, outside the ledger, subject prefixed "[TEST] "."""
-    cleaned = [normalize_email(address) for address in addresses if address.strip()]
-    if not cleaned:
-        raise SubscriberError("a test send needs at least one address")
-    engine = engine or open_database(settings.database_url)
-    content = load_content(settings, engine, issue_id, subject_prefix=TEST_PREFIX)
-    builder = RecipientBuilder(settings)
-    recipients = []
-    for address in cleaned:
-        digest = hashlib.sha256(address.lower().encode()).hexdigest()
-        recipients.append(builder.build(0, address, digest, None))
-    messenger = get_messenger(settings, provider)
-    try:
-        result = messenger.push(content, recipients)
-        messenger.flush()
-    finally:
-        messenger.close()
-    failed = dict(result.failed)
-    for address in [*result.deferred, *result.uncertain]:
-        failed.setdefault(
-            address, f"{messenger.name}: {result.error}" if result.error else "not confirmed by the provider"
-        )
-    return TestSendReport(
-        issue_id=issue_id,
-        provider=messenger.name,
-        addresses=cleaned,
-        accepted=list(result.accepted),
-        failed=failed,
-    )
-
-
-def as_json(report: Any) -> str:
-    """A report as one JSON line (for scripts and the admin page)."""
-    data = {key: value for key, value in vars(report).items() if not key.startswith("_")}
-    return json.dumps(data, default=str, sort_keys=True)
