@@ -3,7 +3,6 @@ dry runs and test sends, which use them outside the ledger."""
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 
@@ -17,7 +16,7 @@ from newsletter.delivery.reports import DryRunReport, TestSendReport
 from newsletter.errors import NotFoundError, SubscriberError
 from newsletter.issues.archive import load_issue
 from newsletter.issues.render import substitutions
-from newsletter.subscribers import UnsubscribeLinks, normalize_email
+from newsletter.subscribers import UnsubscribeLinks, email_hash, normalize_email
 from newsletter.tables import IssueRow
 
 TEST_PREFIX = "[TEST] "
@@ -114,8 +113,7 @@ def send_test(
     builder = RecipientBuilder(settings)
     recipients = []
     for address in cleaned:
-        digest = hashlib.sha256(address.lower().encode()).hexdigest()
-        recipients.append(builder.build(0, address, digest, None))
+        recipients.append(builder.build(0, address, email_hash(address), None))
     messenger = get_messenger(settings, provider)
     try:
         result = messenger.push(content, recipients)
