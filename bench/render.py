@@ -81,7 +81,8 @@ def _measure(runs: int, recipients: int) -> dict[str, float]:
     import mjml
 
     from newsletter.config import load_settings
-    from newsletter.issues.render import Renderer, substitutions
+    from newsletter.issues.placeholders import substitutions
+    from newsletter.issues.render import Renderer
     from tests.support.sample_comparisons import five_comparisons, issue_content_for
 
     settings = load_settings()

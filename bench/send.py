@@ -138,7 +138,7 @@ def stage_raw(url: str, recipients: int, issue: str) -> dict[str, Any]:
     from newsletter.config import get_settings
     from newsletter.db import open_database
     from newsletter.delivery.content import load_content
-    from newsletter.issues.render import PLACEHOLDERS, TEXT_PLACEHOLDERS
+    from newsletter.issues.placeholders import PLACEHOLDERS, TEXT_PLACEHOLDERS
 
     settings = get_settings()
     content = load_content(settings, open_database(settings.database_url), issue)

@@ -27,7 +27,6 @@ from newsletter.tables import published_issue
 log = logging.getLogger(__name__)
 
 
-
 # --- mails: confirmation and welcome ----------------------------------------------------------------
 
 

@@ -101,6 +101,7 @@ def recent_slots(engine: Engine, limit: int = 5) -> list[ScheduleSlotRow]:
 
 class ScheduleConflictError(SchedulerError):
     """No slot left to skip among the next ones."""
+
     http_status = 409
 
 
@@ -206,6 +207,7 @@ def _upcoming(settings: Settings, moment: datetime, *, count: int) -> list[datet
 @dataclass(frozen=True)
 class ScheduleView:
     """The weekly schedule: next runs (and which of them are skipped), recent slots, pause state."""
+
     expression: str
     timezone: str
     grace_seconds: int

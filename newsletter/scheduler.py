@@ -48,7 +48,7 @@ from newsletter.db import is_postgres, session_scope
 from newsletter.delivery import send_issue
 from newsletter.delivery.reports import SendReport
 from newsletter.errors import NewsletterError
-from newsletter.issues import build_issue
+from newsletter.issues.build import build_issue
 from newsletter.schedule import Slot, current_slot, make_trigger, next_run_times, schedule_state
 from newsletter.states import FINAL_SLOT_OUTCOMES, IssueStatus, SlotOutcome
 from newsletter.tables import ScheduleSlotRow, utcnow

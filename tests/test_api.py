@@ -223,7 +223,7 @@ def test_build_note_preview_send_status_with_the_outbox(
     assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
     assert "<strong>verdicts</strong>" in html.text and "漢字 and ☕" in html.text
     assert "<script>alert" not in html.text and "&lt;script&gt;" in html.text  # shown, not run
-    assert "href=\"javascript" not in html.text
+    assert 'href="javascript' not in html.text
     assert 'href="https://example.com/%C3%A7a"' in html.text
     assert "%%UNSUBSCRIBE_URL%%" not in html.text and "preview-sample-token" in html.text  # sample link only
     assert html.text.count("preview-sample-token") == 1  # the footer's, not one from the note

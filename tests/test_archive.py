@@ -19,7 +19,7 @@ from newsletter.cli import app
 from newsletter.config import Settings, get_settings
 from newsletter.db import open_database
 from newsletter.errors import NotFoundError
-from newsletter.issues import build_issue, mark_sending
+from newsletter.issues import mark_sending
 from newsletter.issues.archive import (
     archived_ids,
     issue_dir,
@@ -27,9 +27,11 @@ from newsletter.issues.archive import (
     write_atomic,
     write_issue,
 )
+from newsletter.issues.build import build_issue
 from newsletter.issues.content import IssueContent
+from newsletter.issues.placeholders import leftover_placeholders, sample_values
 from newsletter.issues.preview import make_preview_server, render_preview, write_preview
-from newsletter.issues.render import EMAIL_TEMPLATES, leftover_placeholders, sample_values
+from newsletter.resources import EMAIL_TEMPLATES
 from tests.support.sample_comparisons import insert_comparisons, seed_like
 
 MONDAY = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY = ("premailer", "sendgrid", "sqlalchemy", "fastapi", "mjml", "alembic", "jinja2")
 
@@ -28,3 +29,29 @@ def test_a_command_loads_what_it_needs_only() -> None:
     )
     loaded = loaded_after(code)
     assert "premailer" not in loaded and "fastapi" not in loaded and "sendgrid" not in loaded
+
+
+def test_the_send_path_loads_no_renderer_nor_alembic(tmp_path: Path) -> None:
+    """`newsletter send` of an issue that is already rendered: no MJML, premailer, Jinja or alembic."""
+    env_code = (
+        "import os\n"
+        f"os.environ.update(NEWSLETTER_DATABASE_URL='sqlite:///{tmp_path / 'nl.db'}',"
+        f" NEWSLETTER_DATA_DIR='{tmp_path}', NEWSLETTER_SECRET_KEY='k' * 32)\n"
+        "from newsletter.config import get_settings\nfrom newsletter.db import open_database\n"
+    )
+    # a first process creates the schema (alembic runs there, as `make run`'s `db upgrade` does)
+    subprocess.run(
+        [sys.executable, "-c", env_code + "open_database(get_settings().database_url)"],
+        check=True,
+        timeout=60,
+    )
+    code = env_code + (
+        "open_database(get_settings().database_url)\n"
+        "import newsletter.commands.delivery\n"
+        "import newsletter.delivery.messengers.sendgrid, newsletter.delivery.messengers.smtp"
+    )
+    loaded = loaded_after(code)
+    assert "sqlalchemy" in loaded and "sendgrid" in loaded  # the probe did load the send path
+    assert not loaded & {"premailer", "mjml", "jinja2", "alembic", "fastapi", "lxml", "cssutils"}, sorted(
+        loaded & {"premailer", "mjml", "jinja2", "alembic", "fastapi", "lxml", "cssutils"}
+    )

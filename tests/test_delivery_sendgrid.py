@@ -12,7 +12,7 @@ from sqlalchemy import Engine, func, select
 from newsletter.config import Settings, get_settings
 from newsletter.delivery import delivery_status, dry_run, send_issue, send_test
 from newsletter.errors import ProviderRejectedError, ProviderUnavailableError
-from newsletter.issues.render import PLACEHOLDERS, TEXT_PLACEHOLDERS
+from newsletter.issues.placeholders import PLACEHOLDERS, TEXT_PLACEHOLDERS
 from newsletter.tables import DeliveryRow
 from tests.support.delivery_fixtures import (
     add_subscribers,

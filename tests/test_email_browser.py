@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from newsletter.config import Settings, get_settings
-from newsletter.issues.render import render_issue, sample_values
+from newsletter.issues.placeholders import sample_values
+from newsletter.issues.render import render_issue
 from tests.support.browser import chromium_browser
 from tests.support.sample_comparisons import hostile_comparison, issue_content_for, seed_like
 

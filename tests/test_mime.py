@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from newsletter.delivery.messengers import Content, Recipient
 from newsletter.delivery.messengers.base import wire_address
 from newsletter.delivery.mime import MESSAGE_POLICY, MessageTemplate, personalize
-from newsletter.issues.render import PLACEHOLDERS, TEXT_PLACEHOLDERS
+from newsletter.issues.placeholders import PLACEHOLDERS, TEXT_PLACEHOLDERS
 
 TOKENS = [*PLACEHOLDERS.values(), *TEXT_PLACEHOLDERS.values()]
 

@@ -14,8 +14,8 @@ from sqlalchemy import Engine, update
 
 from newsletter.config import Settings
 from newsletter.delivery import send_issue
-from newsletter.issues import build_issue
-from newsletter.issues.render import PLACEHOLDERS, TEXT_PLACEHOLDERS
+from newsletter.issues.build import build_issue
+from newsletter.issues.placeholders import PLACEHOLDERS, TEXT_PLACEHOLDERS
 from newsletter.models import Comparison, Review, ToolEntry
 from newsletter.tables import SubscriberRow
 from tests.support.delivery_fixtures import add_subscribers

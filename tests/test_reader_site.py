@@ -21,7 +21,7 @@ from newsletter.catalog import import_locations
 from newsletter.config import Settings, get_settings
 from newsletter.db import open_database
 from newsletter.delivery import send_issue
-from newsletter.issues import build_issue, edit_issue
+from newsletter.issues.build import build_issue, edit_issue
 from newsletter.schedule import next_run_times
 from newsletter.web import create_app
 

@@ -13,18 +13,15 @@ import pytest
 
 from newsletter.config import Settings, get_settings
 from newsletter.errors import RenderError
-from newsletter.issues.render import (
+from newsletter.issues.placeholders import (
     DEFAULT_VALUES,
-    EMAIL_TEMPLATES,
     PLACEHOLDERS,
     TEXT_PLACEHOLDERS,
     Personalizer,
-    RenderedEmail,
-    Renderer,
     leftover_placeholders,
-    render_issue,
     substitutions,
 )
+from newsletter.issues.render import EMAIL_TEMPLATES, RenderedEmail, Renderer, render_issue
 from tests.support.sample_comparisons import (
     five_comparisons,
     hostile_comparison,

@@ -13,16 +13,9 @@ from newsletter.cli import app
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.errors import IssueError, NotFoundError
-from newsletter.issues import (
-    build_issue,
-    get_issue,
-    latest_issue,
-    list_issues,
-    mark_sending,
-    mark_sent,
-    rebuild_issue,
-)
+from newsletter.issues import get_issue, latest_issue, list_issues, mark_sending, mark_sent
 from newsletter.issues.archive import issue_dir, load_issue
+from newsletter.issues.build import build_issue, rebuild_issue
 from newsletter.issues.selection import select_comparisons, week_id
 from newsletter.models import Comparison
 from newsletter.tables import ComparisonRow, IssueRow

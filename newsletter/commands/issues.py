@@ -11,8 +11,9 @@ from rich.text import Text
 
 from newsletter.commands._console import make_console
 from newsletter.errors import IssueError, NotFoundError
-from newsletter.issues import build_issue, edit_issue, get_issue, list_issues
+from newsletter.issues import get_issue, list_issues
 from newsletter.issues.archive import issue_dir, load_issue
+from newsletter.issues.build import build_issue, edit_issue
 from newsletter.issues.preview import make_preview_server, write_preview
 from newsletter.runtime import settings_and_engine
 

@@ -15,7 +15,7 @@ from newsletter.delivery.messengers import Content, Recipient, get_messenger
 from newsletter.delivery.reports import DryRunReport, TestSendReport
 from newsletter.errors import NotFoundError, SubscriberError
 from newsletter.issues.archive import load_issue
-from newsletter.issues.render import substitutions
+from newsletter.issues.placeholders import substitutions
 from newsletter.subscribers import UnsubscribeLinks, email_hash, normalize_email
 from newsletter.tables import IssueRow
 

@@ -312,8 +312,6 @@ class AdminSends:
         entry.stopped_clock = time.monotonic()
 
 
-
-
 def start_send(
     settings: Settings,
     engine: Engine,

@@ -27,7 +27,7 @@ from email.policy import SMTP
 from email.utils import formatdate, make_msgid
 
 from newsletter.delivery.messengers.base import Content, Recipient, wire_address
-from newsletter.issues.render import split_placeholders
+from newsletter.issues.placeholders import split_placeholders
 
 # RFC 5322's hard limit, not the 78-column default: a header with no space to fold at
 # (List-Unsubscribe's URL) is otherwise turned into an RFC 2047 encoded-word, which

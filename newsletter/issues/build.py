@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date as Day
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +27,12 @@ from newsletter.errors import IssueError, NotFoundError
 from newsletter.issues import archive
 from newsletter.issues.content import IssueContent
 from newsletter.issues.notes import NOTE_LIMIT, note_html, note_text
+from newsletter.issues.records import (
+    IssueFieldError,
+    IssueFrozenError,
+    IssueInfo,
+    get_issue,
+)
 from newsletter.issues.render import EMAIL_BUDGET_BYTES, FittedIssue, render_within_budget
 from newsletter.issues.selection import (
     as_utc,
@@ -39,7 +45,7 @@ from newsletter.issues.selection import (
 )
 from newsletter.issues.verdicts import build_content, summarise_issue
 from newsletter.models import Comparison
-from newsletter.states import FROZEN_ISSUE_STATUSES, IssueStatus
+from newsletter.states import IssueStatus
 from newsletter.tables import (
     ComparisonRow,
     DeliveryBatchRow,
@@ -50,23 +56,6 @@ from newsletter.tables import (
 )
 
 log = logging.getLogger(__name__)
-
-
-class IssueFrozenError(IssueError):
-    """The issue started sending: nothing about it can change any more."""
-
-    http_status = 409
-
-
-class IssueFieldError(IssueError):
-    """An edit the issue cannot take; ``field`` names what to fix."""
-
-    http_status = 422
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 SUBJECT_EDIT_LIMIT = 200
@@ -110,30 +99,6 @@ class BuildResult:
     archive: Path | None = None
     # Set when the email passed its byte budget and comparisons were shown compact or only listed.
     warning: str | None = None
-
-
-@dataclass(frozen=True)
-class IssueInfo:
-    id: str
-    subject: str
-    preheader: str
-    status: str
-    issue_date: datetime
-    built_at: datetime
-    send_started_at: datetime | None
-    sent_at: datetime | None
-    comparison_slugs: list[str] = field(default_factory=list)
-    note: str | None = None
-    custom_subject: str | None = None
-    custom_preheader: str | None = None
-
-    @property
-    def frozen(self) -> bool:
-        return self.status in FROZEN_ISSUE_STATUSES
-
-    @property
-    def comparisons(self) -> int:
-        return len(self.comparison_slugs)
 
 
 # --- build -----------------------------------------------------------------------------------
@@ -413,89 +378,3 @@ def edit_issue(
         raise IssueFrozenError(f"issue {issue_id} started sending: it can no longer be edited")
     rebuild_issue(settings, engine, issue_id)
     return get_issue(engine, issue_id)
-
-
-# --- read -------------------------------------------------------------------------------------
-
-
-def _info(session: Session, row: IssueRow) -> IssueInfo:
-    slugs = list(
-        session.scalars(
-            select(ComparisonRow.slug)
-            .join(IssueComparisonRow, IssueComparisonRow.comparison_id == ComparisonRow.id)
-            .where(IssueComparisonRow.issue_id == row.id)
-            .order_by(IssueComparisonRow.position)
-        )
-    )
-    return IssueInfo(
-        id=row.id,
-        subject=row.subject,
-        preheader=row.preheader,
-        status=row.status,
-        issue_date=row.issue_date,
-        built_at=row.built_at,
-        send_started_at=row.send_started_at,
-        sent_at=row.sent_at,
-        comparison_slugs=slugs,
-        note=row.note,
-        custom_subject=row.custom_subject,
-        custom_preheader=row.custom_preheader,
-    )
-
-
-def list_issues(engine: Engine) -> list[IssueInfo]:
-    """Every issue, newest first."""
-    with session_scope(engine) as session:
-        rows = session.scalars(select(IssueRow).order_by(IssueRow.issue_date.desc(), IssueRow.id.desc()))
-        return [_info(session, row) for row in rows]
-
-
-def get_issue(engine: Engine, issue_id: str) -> IssueInfo:
-    with session_scope(engine) as session:
-        row = session.get(IssueRow, issue_id)
-        if row is None:
-            raise NotFoundError(f"no issue {issue_id!r}")
-        return _info(session, row)
-
-
-def latest_issue(engine: Engine) -> IssueInfo | None:
-    """The most recently built issue (what ``preview`` shows by default)."""
-    with session_scope(engine) as session:
-        row = session.scalars(select(IssueRow).order_by(IssueRow.built_at.desc(), IssueRow.id.desc())).first()
-        return _info(session, row) if row is not None else None
-
-
-# --- freeze ------------------------------------------------------------------------------------
-
-
-def mark_sending(engine: Engine, issue_id: str) -> IssueInfo:
-    """draft -> sending: the issue is frozen from now on. Idempotent for sending/sent issues."""
-    with session_scope(engine) as session:
-        session.execute(
-            update(IssueRow)
-            .where(IssueRow.id == issue_id, IssueRow.status == IssueStatus.DRAFT)
-            .values(status=IssueStatus.SENDING, send_started_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-        row = session.get(IssueRow, issue_id)
-        if row is None:
-            raise NotFoundError(f"no issue {issue_id!r}")
-        return _info(session, row)
-
-
-def mark_sent(engine: Engine, issue_id: str) -> IssueInfo:
-    """draft/sending -> sent. Idempotent for a sent issue."""
-    with session_scope(engine) as session:
-        row = session.get(IssueRow, issue_id)
-        if row is None:
-            raise NotFoundError(f"no issue {issue_id!r}")
-        if row.status != IssueStatus.SENT:
-            now = utcnow()
-            session.execute(
-                update(IssueRow)
-                .where(IssueRow.id == issue_id, IssueRow.status != IssueStatus.SENT)
-                .values(status=IssueStatus.SENT, sent_at=now, send_started_at=row.send_started_at or now)
-                .execution_options(synchronize_session=False)
-            )
-            session.refresh(row)
-        return _info(session, row)

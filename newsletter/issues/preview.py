@@ -20,8 +20,10 @@ from sqlalchemy import Engine
 from newsletter.config import Settings
 from newsletter.errors import ConfigError, NewsletterError, NotFoundError
 from newsletter.issues.archive import issue_dir, load_issue
-from newsletter.issues.build import Edits, check_edits, get_issue, latest_issue
-from newsletter.issues.render import Personalizer, get_renderer, sample_values
+from newsletter.issues.build import Edits, check_edits
+from newsletter.issues.placeholders import Personalizer, sample_values
+from newsletter.issues.records import get_issue, latest_issue
+from newsletter.issues.render import get_renderer
 
 log = logging.getLogger(__name__)
 

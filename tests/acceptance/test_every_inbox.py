@@ -144,6 +144,7 @@ def sendgrid_messages(fake: FakeSendGrid) -> Iterator[tuple[dict[str, Any], dict
 
 def as_sendgrid_would_deliver(body: dict[str, Any], personalization: dict[str, Any]) -> bytes:
     """The message SendGrid builds from one personalization: substitutions applied everywhere."""
+
     def fill(text: str) -> str:
         for token, value in personalization.get("substitutions", {}).items():
             text = text.replace(token, value)
@@ -209,9 +210,9 @@ def test_a_real_issue_reaches_every_inbox_through_every_provider(
         address = message["To"].addresses[0]
         to_names[address.addr_spec] = address.display_name
         urls.add(check_inbox(message, issue["subject"], address.display_name))
-    assert sorted(to_names) == sorted(
-        e.replace("bücher.de", "xn--bcher-kva.de") for e in expected
-    ), "every subscriber exactly once (the IDN domain in ASCII)"
+    assert sorted(to_names) == sorted(e.replace("bücher.de", "xn--bcher-kva.de") for e in expected), (
+        "every subscriber exactly once (the IDN domain in ASCII)"
+    )
     assert len(messages) == len(SUBSCRIBERS)
     assert to_names["xn--bcher-kva.de".join(("ada@", ""))] == "Ada 🚀 Lovelace"
     assert len(urls) == len(SUBSCRIBERS), "each recipient has an unsubscribe link of their own"

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, func, insert, select
 
 from newsletter.config import Settings
 from newsletter.issues.archive import write_issue
-from newsletter.issues.render import PLACEHOLDERS, TEXT_PLACEHOLDERS
+from newsletter.issues.placeholders import PLACEHOLDERS, TEXT_PLACEHOLDERS
 from newsletter.tables import DeliveryRow, IssueRow, SubscriberRow, SuppressionRow
 from tests.support.fake_sendgrid import API_KEY as FAKE_API_KEY
 

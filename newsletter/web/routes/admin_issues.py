@@ -15,7 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
-from newsletter.issues import build_issue, edit_issue, list_issues
+from newsletter.issues import list_issues
+from newsletter.issues.build import build_issue, edit_issue
 from newsletter.issues.preview import Preview, render_draft_preview, render_preview
 from newsletter.web.routes.admin import ISSUE_ID
 from newsletter.web.routes.admin_forms import admin_auth, checked_form, csrf_for, form_body

@@ -24,7 +24,8 @@ from newsletter import mail, subscribers
 from newsletter.delivery import delivery_status, send_test
 from newsletter.delivery.jobs import start_send
 from newsletter.errors import AuthError, NotFoundError, SubscriberError
-from newsletter.issues import IssueFrozenError, IssueInfo, build_issue, edit_issue, get_issue, list_issues
+from newsletter.issues import IssueFrozenError, IssueInfo, get_issue, list_issues
+from newsletter.issues.build import build_issue, edit_issue
 from newsletter.issues.preview import render_preview
 from newsletter.schedule import pause, resume, schedule_view, skip_next
 from newsletter.states import IssueStatus

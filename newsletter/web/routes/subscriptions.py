@@ -224,15 +224,11 @@ async def resend(request: Request, background: BackgroundTasks) -> Response:
     w.subscribe_limiter.hit(client_ip(request))
     token = (await read_fields(request)).get("token", "")
     try:
-        found = await run_in_threadpool(
-            lambda: subscribers.resend_confirmation(w.settings, w.engine, token)
-        )
+        found = await run_in_threadpool(lambda: subscribers.resend_confirmation(w.settings, w.engine, token))
     except TokenError as exc:
         return _token_error(request, exc, token="", kind="confirm")
     if found is not None:
-        background.add_task(
-            _after_answer, "confirmation mail", mail.send_confirmation, w.settings, found
-        )
+        background.add_task(_after_answer, "confirmation mail", mail.send_confirmation, w.settings, found)
     if wants_json(request):
         return JSONResponse({"status": "check_your_inbox"}, status_code=202)
     return page(
