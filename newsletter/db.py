@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -31,6 +32,17 @@ def is_sqlite(engine: Engine) -> bool:
 
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def insert_or_ignore(bind: Engine | Connection, table: Table, index_elements: list[str] | None = None) -> Any:
+    """``INSERT … ON CONFLICT DO NOTHING``, which SQLite and PostgreSQL both speak.
+
+    SQLAlchemy builds it with the dialect's own ``insert``: this takes it from the dialect
+    package the engine runs on (``create_engine`` loaded it), so a SQLite install never loads
+    PostgreSQL's, nor the other way round.
+    """
+    package = sys.modules[type(bind.dialect).__module__.rpartition(".")[0]]
+    return package.insert(table).on_conflict_do_nothing(index_elements=index_elements)
 
 
 def make_engine(url: str) -> Engine:

@@ -28,9 +28,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
 from sqlalchemy import Engine, Table, and_, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 
-from newsletter.db import is_postgres
+from newsletter.db import insert_or_ignore
 from newsletter.delivery import ledger
 from newsletter.errors import ConfigError, NewsletterError
 from newsletter.issues import get_issue, mark_sent
@@ -203,8 +202,7 @@ def _handle_chunk(engine: Engine, events: list[Mapping[str, Any]], result: Event
             fresh = [dict(row, received_at=now) for key, row in rows.items() if key not in existing]
             result.duplicates += len(rows) - len(fresh)
             if fresh:
-                dialect_insert: Any = postgresql.insert if is_postgres(engine) else sqlite.insert
-                conn.execute(dialect_insert(EV).on_conflict_do_nothing(index_elements=["event_id"]), fresh)
+                conn.execute(insert_or_ignore(conn, EV, ["event_id"]), fresh)
                 result.new += len(fresh)
                 for row in fresh:
                     result.counts[row["event"]] = result.counts.get(row["event"], 0) + 1

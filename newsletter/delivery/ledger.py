@@ -40,9 +40,8 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
-from newsletter.db import is_postgres
+from newsletter.db import insert_or_ignore, is_postgres
 from newsletter.tables import (
     DeliveryBatchRow,
     DeliveryRow,
@@ -111,18 +110,7 @@ def materialize_page(engine: Engine, issue_id: str, after_id: int, page_size: in
             literal(utcnow(), UTCDateTime),
         ).where(_eligible(), S.c.id > after_id, S.c.id <= last)
         columns = ["issue_id", "subscriber_id", "state", "updated_at"]
-        if is_postgres(engine):
-            stmt: Any = (
-                postgresql.insert(D)
-                .from_select(columns, rows)
-                .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
-            )
-        else:
-            stmt = (
-                sqlite.insert(D)
-                .from_select(columns, rows)
-                .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
-            )
+        stmt = insert_or_ignore(conn, D, ["issue_id", "subscriber_id"]).from_select(columns, rows)
         written = conn.execute(stmt).rowcount
     return int(last), count < page_size, max(0, int(written or 0))
 
@@ -185,48 +173,14 @@ def claim_batch(
                 lease_until=now + timedelta(seconds=lease_seconds),
             )
         )
-        picked = (
-            select(D.c.id)
-            .where(
-                D.c.issue_id == issue_id,
-                D.c.state == "pending",
-                D.c.subscriber_id > after,
-                or_(D.c.not_before.is_(None), D.c.not_before <= now),
-            )
-            .order_by(D.c.subscriber_id)
-            .limit(limit)
-        )
+        due = or_(D.c.not_before.is_(None), D.c.not_before <= now)
         if is_postgres(engine):
-            # A materialised CTE: the locked LIMIT set is computed once (an IN (subquery)
-            # may be re-evaluated by the planner and claim more than ``limit`` rows).
-            locked = picked.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
-            claim_stmt = update(D).where(D.c.id == locked.c.id, D.c.state == "pending")
+            rows = _claim_rows_postgres(conn, issue_id, limit, batch_id, after, due, now)
         else:
-            claim_stmt = update(D).where(D.c.id.in_(picked.scalar_subquery()), D.c.state == "pending")
-        claimed = conn.execute(
-            claim_stmt.values(state="in_flight", batch_id=batch_id, updated_at=now)
-        ).rowcount
-        if not claimed:
+            rows = _claim_rows_sqlite(conn, issue_id, limit, batch_id, after, due, now)
+        if not rows:
             conn.execute(delete(B).where(B.c.id == batch_id))
             return None
-        rows = conn.execute(
-            select(
-                D.c.id,
-                S.c.id,
-                S.c.email,
-                S.c.email_hash,
-                S.c.name,
-                S.c.status,
-                SUP.c.email_hash,
-            )
-            .select_from(
-                D.join(S, S.c.id == D.c.subscriber_id).outerjoin(SUP, SUP.c.email_hash == S.c.email_hash)
-            )
-            # state too: the in-flight index is partial (migration 0002); without it this
-            # scans the whole ledger, once per batch.
-            .where(D.c.batch_id == batch_id, D.c.state == "in_flight")
-            .order_by(S.c.id)
-        ).all()
         claim = Claim(batch_id=batch_id, last_subscriber_id=max(int(row[1]) for row in rows))
         gone: list[int] = []
         for delivery_id, subscriber_id, email, email_hash, name, status, suppressed in rows:
@@ -246,6 +200,83 @@ def claim_batch(
         else:
             conn.execute(delete(B).where(B.c.id == batch_id))
     return claim
+
+
+def _recipient_columns() -> tuple[Any, ...]:
+    return (D.c.id, S.c.id, S.c.email, S.c.email_hash, S.c.name, S.c.status, SUP.c.email_hash)
+
+
+def _with_subscribers(source: Any) -> Any:
+    return source.join(S, S.c.id == D.c.subscriber_id).outerjoin(SUP, SUP.c.email_hash == S.c.email_hash)
+
+
+def _claim_rows_postgres(
+    conn: Connection, issue_id: str, limit: int, batch_id: str, after: int, due: Any, now: datetime
+) -> list[Any]:
+    """Lock the next pending rows other senders have not locked (SKIP LOCKED), mark them in_flight."""
+    picked = (
+        select(D.c.id)
+        .where(D.c.issue_id == issue_id, D.c.state == "pending", D.c.subscriber_id > after, due)
+        .order_by(D.c.subscriber_id)
+        .limit(limit)
+    )
+    # A materialised CTE: the locked LIMIT set is computed once (an IN (subquery) may be
+    # re-evaluated by the planner and claim more than ``limit`` rows).
+    locked = picked.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
+    claimed = conn.execute(
+        update(D)
+        .where(D.c.id == locked.c.id, D.c.state == "pending")
+        .values(state="in_flight", batch_id=batch_id, updated_at=now)
+    ).rowcount
+    if not claimed:
+        return []
+    return list(
+        conn.execute(
+            select(*_recipient_columns())
+            .select_from(_with_subscribers(D))
+            # state too: the in-flight index is partial (migration 0002); without it this
+            # scans the whole ledger, once per batch.
+            .where(D.c.batch_id == batch_id, D.c.state == "in_flight")
+            .order_by(S.c.id)
+        ).all()
+    )
+
+
+def _claim_rows_sqlite(
+    conn: Connection, issue_id: str, limit: int, batch_id: str, after: int, due: Any, now: datetime
+) -> list[Any]:
+    """Read the next pending rows with their subscribers, then mark that same range in_flight.
+
+    Safe because the claim's first statement (the batch row) took SQLite's single write
+    lock: no other process can claim, or add pending rows, between the read and the update,
+    which therefore changes exactly the rows read (checked).
+    """
+    rows = list(
+        conn.execute(
+            select(*_recipient_columns())
+            .select_from(_with_subscribers(D))
+            .where(D.c.issue_id == issue_id, D.c.state == "pending", D.c.subscriber_id > after, due)
+            .order_by(D.c.subscriber_id)
+            .limit(limit)
+        ).all()
+    )
+    if not rows:
+        return []
+    last = max(int(row[1]) for row in rows)
+    claimed = conn.execute(
+        update(D)
+        .where(
+            D.c.issue_id == issue_id,
+            D.c.state == "pending",
+            D.c.subscriber_id > after,
+            D.c.subscriber_id <= last,
+            due,
+        )
+        .values(state="in_flight", batch_id=batch_id, updated_at=now)
+    ).rowcount
+    if claimed != len(rows):  # the lock makes this impossible; never send what was not claimed
+        raise RuntimeError(f"claimed {claimed} ledger rows but read {len(rows)}: is the write lock held?")
+    return rows
 
 
 # --- recording the outcome ---------------------------------------------------------------
@@ -393,10 +424,7 @@ def _suppress_rows(conn: Connection, row_ids: list[int], engine: Engine) -> None
         S.c.id.in_(select(D.c.subscriber_id).where(D.c.id.in_(row_ids)))
     )
     columns = ["email_hash", "reason", "created_at"]
-    dialect: Any = postgresql if is_postgres(engine) else sqlite
-    conn.execute(
-        dialect.insert(SUP).from_select(columns, rows).on_conflict_do_nothing(index_elements=["email_hash"])
-    )
+    conn.execute(insert_or_ignore(conn, SUP, ["email_hash"]).from_select(columns, rows))
 
 
 def release_batch(engine: Engine, batch_id: str, error: str) -> int:

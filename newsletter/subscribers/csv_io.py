@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sqlalchemy import (
+    ARRAY,
     Column,
     Engine,
     MetaData,
@@ -24,11 +25,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.types import NullType
 
 from newsletter.config import Settings
+from newsletter.db import insert_or_ignore
 from newsletter.errors import SubscriberError
 from newsletter.states import SubscriberStatus
 from newsletter.subscribers.addresses import (
@@ -212,7 +213,7 @@ def _import(
 def _among(conn: Connection, column: Any, values: list[str]) -> Any:
     """``column IN values``; on PostgreSQL one array parameter (= ANY) instead of thousands."""
     if conn.dialect.name == "postgresql":
-        return column == any_(bindparam("values", values, type_=postgresql.ARRAY(String)))
+        return column == any_(bindparam("values", values, type_=ARRAY(String)))
     return column.in_(values)
 
 
@@ -273,8 +274,7 @@ def _bulk_insert(conn: Connection, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         for name in _DATETIME_COLUMNS:
             row[name] = converted[name, row[name]]
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    conn.execute(insert(_RAW).on_conflict_do_nothing(), rows)
+    conn.execute(insert_or_ignore(conn, _RAW), rows)
 
 
 _COPY_TYPES = {

@@ -32,11 +32,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.config import Settings
+from newsletter.db import insert_or_ignore
 from newsletter.errors import NotFoundError, SubscriberError
 from newsletter.states import SubscriberStatus
 from newsletter.subscribers.addresses import _clip, _hash_normalized, clean_name, email_hash, normalize_email
@@ -222,11 +222,10 @@ def resend_confirmation(settings: Settings, engine: Engine, token: str) -> Subsc
 
 
 def _suppress(conn: Connection, digest: str, reason: str, moment: datetime) -> None:
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     conn.execute(
-        insert(SUP)
-        .values(email_hash=digest, reason=reason, created_at=moment)
-        .on_conflict_do_nothing(index_elements=["email_hash"])
+        insert_or_ignore(conn, SUP, ["email_hash"]).values(
+            email_hash=digest, reason=reason, created_at=moment
+        )
     )
 
 

@@ -14,6 +14,9 @@ from newsletter.tokens import (
 
 log = logging.getLogger(__name__)
 
+# RFC 8058: the List-Unsubscribe-Post value that makes the header's URL one-click
+ONE_CLICK = "List-Unsubscribe=One-Click"
+
 # --- unsubscribe URL and headers: the one place they are built -----------------------------------
 
 
@@ -22,12 +25,16 @@ class UnsubscribeLinks:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._prefix = f"{settings.base_url}/unsubscribe/"
+        self.url_prefix = f"{settings.base_url}/unsubscribe/"
         self._signer = unsubscribe_signer(settings.secret())
+
+    def token(self, subscriber_id: int, email_hash: str) -> str:
+        """The signed part of the URL (after ``url_prefix``)."""
+        return sign_unsubscribe(self._signer, subscriber_id, email_hash)
 
     def url(self, subscriber_id: int, email_hash: str) -> str:
         """The personal unsubscribe page (GET shows a button, POST is RFC 8058 one-click)."""
-        return self._prefix + sign_unsubscribe(self._signer, subscriber_id, email_hash)
+        return self.url_prefix + self.token(subscriber_id, email_hash)
 
     def headers(self, url: str) -> dict[str, str]:
         return list_unsubscribe_headers(self._settings, url)
@@ -47,7 +54,7 @@ def list_unsubscribe_headers(settings: Settings, url: str, *, mailto: str | None
         targets.append(f"<mailto:{mailto}?subject=unsubscribe>")
     return {
         "List-Unsubscribe": ", ".join(targets),
-        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        "List-Unsubscribe-Post": ONE_CLICK,
     }
 
 
