@@ -212,11 +212,13 @@ class DeliveryRow(Base):
     __tablename__ = "deliveries"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    issue_id: Mapped[str] = mapped_column(ForeignKey("issues.id"))
-    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"))
+    # issues.id, subscribers.id and delivery_batches.id, without foreign keys: per-row
+    # triggers on the hot table of a send (migration 0005 says why and who keeps them right)
+    issue_id: Mapped[str] = mapped_column(String(40))
+    subscriber_id: Mapped[int] = mapped_column(Integer)
     # pending | in_flight | sent | failed | suppressed
     state: Mapped[str] = mapped_column(String(20), default="pending")
-    batch_id: Mapped[str | None] = mapped_column(ForeignKey("delivery_batches.id"))
+    batch_id: Mapped[str | None] = mapped_column(String(36))
     message_id: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -25,10 +25,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
+    ARRAY,
     Connection,
     Engine,
+    Integer,
     Table,
     and_,
+    any_,
     bindparam,
     case,
     delete,
@@ -220,16 +223,17 @@ def _claim_rows_postgres(
         .order_by(D.c.subscriber_id)
         .limit(limit)
     )
-    # A materialised CTE: the locked LIMIT set is computed once (an IN (subquery) may be
-    # re-evaluated by the planner and claim more than ``limit`` rows).
-    locked = picked.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
-    claimed = conn.execute(
-        update(D)
-        .where(D.c.id == locked.c.id, D.c.state == "pending")
-        .values(state="in_flight", batch_id=batch_id, updated_at=now)
-    ).rowcount
-    if not claimed:
+    # The locked ids are read first, then updated by primary key: one statement would let
+    # the planner re-evaluate the LIMIT subquery (and claim more than ``limit`` rows), or
+    # hash-join the whole ledger once per batch.
+    ids = list(conn.scalars(picked.with_for_update(skip_locked=True)))
+    if not ids:
         return []
+    conn.execute(
+        update(D)
+        .where(D.c.id == any_(bindparam("ids", ids, type_=ARRAY(Integer))), D.c.state == "pending")
+        .values(state="in_flight", batch_id=batch_id, updated_at=now)
+    )
     return list(
         conn.execute(
             select(*_recipient_columns())
