@@ -127,8 +127,8 @@ def _subscribe_once(
                 "confirmation_sent_at": moment,
                 **consent,
             }
-            new_id = conn.execute(S.insert().values(**values).returning(S.c.id)).scalar_one()
-            created = conn.execute(select(S).where(S.c.id == new_id)).one()
+            # RETURNING the row: one round trip fewer per subscribe than reading it back
+            created = conn.execute(S.insert().values(**values).returning(*S.c)).one()
             return SubscribeResult(_subscriber(created), "created", True)
         current = _subscriber(row)
         if current.status == SubscriberStatus.CONFIRMED:
@@ -150,8 +150,7 @@ def _subscribe_once(
         }
         if name is not None:
             changes["name"] = name
-        conn.execute(update(S).where(S.c.id == current.id).values(**changes))
-        updated = conn.execute(select(S).where(S.c.id == current.id)).one()
+        updated = conn.execute(update(S).where(S.c.id == current.id).values(**changes).returning(*S.c)).one()
         return SubscribeResult(_subscriber(updated), action, True)
 
 
