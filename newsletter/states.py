@@ -2,8 +2,6 @@
 
 StrEnum members are the strings stored in the database and shown to people
 (``IssueStatus.SENT == "sent"``), so rows written before these enums read the same.
-The delivery ledger's states (batch and delivery rows) are still spelled in
-``newsletter/delivery``; they move here with that package's next change.
 """
 
 from __future__ import annotations
@@ -54,6 +52,34 @@ class SlotOutcome(StrEnum):
 FINAL_SLOT_OUTCOMES = frozenset(
     {SlotOutcome.SENT, SlotOutcome.NOTHING_NEW, SlotOutcome.PAUSED, SlotOutcome.SKIPPED}
 )
+
+
+class DeliveryState(StrEnum):
+    """One ledger row (``deliveries.state``): one recipient of one issue.
+
+    pending -> in_flight (claimed under a batch, committed before the request) -> sent | failed.
+    An in_flight row whose request got no answer stays in_flight (uncertain) until a webhook or
+    ``send --resend-uncertain`` settles it. A deferred one (SMTP 4xx) is pending again with a
+    not-before time. suppressed: not mailable any more when its batch was claimed.
+    """
+
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    SENT = "sent"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+
+
+# rows a send still has to finish
+UNFINISHED_DELIVERY_STATES = (DeliveryState.PENDING, DeliveryState.IN_FLIGHT)
+
+
+class BatchState(StrEnum):
+    """One provider request (``delivery_batches.state``): in_flight until its outcome is recorded."""
+
+    IN_FLIGHT = "in_flight"
+    SENT = "sent"
+    FAILED = "failed"
 
 
 class Provider(StrEnum):

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from newsletter.states import IssueStatus, SlotOutcome, SubscriberStatus
+from newsletter.states import BatchState, DeliveryState, IssueStatus, SlotOutcome, SubscriberStatus
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -193,8 +193,8 @@ class DeliveryBatchRow(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     issue_id: Mapped[str] = mapped_column(ForeignKey("issues.id"), index=True)
-    # in_flight | sent | failed
-    state: Mapped[str] = mapped_column(String(20), default="in_flight")
+    # a BatchState (newsletter/states.py)
+    state: Mapped[str] = mapped_column(String(20), default=BatchState.IN_FLIGHT)
     worker: Mapped[str | None] = mapped_column(String(200))
     provider: Mapped[str | None] = mapped_column(String(20))
     recipients: Mapped[int] = mapped_column(Integer, default=0)
@@ -216,8 +216,8 @@ class DeliveryRow(Base):
     # triggers on the hot table of a send (migration 0005 says why and who keeps them right)
     issue_id: Mapped[str] = mapped_column(String(40))
     subscriber_id: Mapped[int] = mapped_column(Integer)
-    # pending | in_flight | sent | failed | suppressed
-    state: Mapped[str] = mapped_column(String(20), default="pending")
+    # a DeliveryState (newsletter/states.py)
+    state: Mapped[str] = mapped_column(String(20), default=DeliveryState.PENDING)
     batch_id: Mapped[str | None] = mapped_column(String(36))
     message_id: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(Text)
@@ -307,5 +307,5 @@ def published_issue(status: Any, issue_id: Any) -> ColumnElement[bool]:
 
     ``status`` and ``issue_id`` are the issue's columns, from the ORM class or its table.
     """
-    accepted = exists().where(DeliveryRow.issue_id == issue_id, DeliveryRow.state == "sent")
+    accepted = exists().where(DeliveryRow.issue_id == issue_id, DeliveryRow.state == DeliveryState.SENT)
     return or_(status == IssueStatus.SENT, and_(status == IssueStatus.SENDING, accepted))

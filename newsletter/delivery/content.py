@@ -17,6 +17,7 @@ from newsletter.delivery.reports import DryRunReport, TestSendReport
 from newsletter.errors import NotFoundError, SubscriberError
 from newsletter.issues.archive import load_issue
 from newsletter.issues.placeholders import DEFAULT_VALUES, PLACEHOLDERS, TEXT_PLACEHOLDERS
+from newsletter.states import IssueStatus
 from newsletter.subscribers import UnsubscribeLinks, email_hash, normalize_email
 from newsletter.subscribers.links import ONE_CLICK
 from newsletter.tables import IssueRow
@@ -101,7 +102,7 @@ def dry_run(
     name = provider or settings.provider
     limits = {"sendgrid": 1000, "outbox": 1000, "smtp": max(100, 25 * settings.smtp_connections)}
     batch_size = max(1, min(settings.batch_size, limits.get(name, settings.batch_size)))
-    recipients = 0 if status == "sent" else ledger.recipients_to_send(engine, issue_id)
+    recipients = 0 if status == IssueStatus.SENT else ledger.recipients_to_send(engine, issue_id)
     uncertain = sum(batch.recipients for batch in ledger.uncertain_batches(engine, issue_id))
     return DryRunReport(
         issue_id=issue_id,

@@ -33,6 +33,7 @@ from newsletter.db import insert_or_ignore
 from newsletter.delivery import ledger
 from newsletter.errors import ConfigError, NewsletterError
 from newsletter.issues import get_issue, mark_sent
+from newsletter.states import IssueStatus
 from newsletter.subscribers import email_hash
 from newsletter.subscribers.lifecycle import apply_provider_report
 from newsletter.tables import SubscriberRow, WebhookEventRow, utcnow
@@ -225,7 +226,7 @@ def _finish_settled_issues(engine: Engine, issue_ids: set[str]) -> None:
         except NewsletterError:
             continue
         if (
-            status == "sending"
+            status == IssueStatus.SENDING
             and ledger.remaining(engine, issue_id) == 0
             and ledger.recipients_to_send(engine, issue_id) == 0
         ):

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from newsletter.delivery.ledger import UncertainBatch
+from newsletter.states import IssueStatus
 
 # --- reports ----------------------------------------------------------------------------
 
@@ -60,7 +61,7 @@ class SendReport:
     @property
     def complete(self) -> bool:
         """The issue went to everyone (nobody in flight, deferred or pending)."""
-        return self.already_sent or self.issue_status == "sent"
+        return self.already_sent or self.issue_status == IssueStatus.SENT
 
     @property
     def rate(self) -> float:

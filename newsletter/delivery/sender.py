@@ -36,6 +36,7 @@ from newsletter.delivery.messengers.outbox import OutboxMessenger
 from newsletter.delivery.reports import ProgressCallback, SendProgress, SendReport
 from newsletter.errors import DeliveryError, ProviderError, driver_message
 from newsletter.issues import mark_sending, mark_sent
+from newsletter.states import DeliveryState, IssueStatus
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ def send_issue(
     if messenger is None:
         messenger = get_messenger(settings, provider, stop=stop)
     report = SendReport(issue_id=issue_id, provider=messenger.name, issue_status=status)
-    if status == "sent":
+    if status == IssueStatus.SENT:
         report.already_sent = True
         if own_messenger:
             messenger.close()
@@ -253,7 +254,7 @@ def _settle_report(
 ) -> None:
     report.remaining = ledger.remaining(engine, issue_id)
     counts = ledger.counts_by_state(engine, issue_id)
-    report.in_flight = counts.get("in_flight", 0)
+    report.in_flight = counts.get(DeliveryState.IN_FLIGHT, 0)
     report.deferred = ledger.deferred_count(engine, issue_id)
     report.interrupted = report.interrupted or (stopped and report.remaining > 0)
     if report.remaining == 0 and finished:

@@ -25,7 +25,7 @@ from newsletter.delivery.jobs import AdminSends, SendSnapshot, describe_send_err
 from newsletter.errors import NewsletterError, NotFoundError, SubscriberError
 from newsletter.issues import archive, get_issue
 from newsletter.schedule import ScheduleView, schedule_view
-from newsletter.states import IssueStatus
+from newsletter.states import UNFINISHED_DELIVERY_STATES, IssueStatus
 from newsletter.tokens import ADMIN_SESSION_MAX_AGE, make_admin_session
 from newsletter.web.routes.archive import (
     ISSUE_ID_PATTERN,
@@ -172,7 +172,7 @@ class LedgerView:
 
     @property
     def remaining(self) -> int:
-        return self.counts.get("pending", 0) + self.counts.get("in_flight", 0)
+        return sum(self.counts.get(state, 0) for state in UNFINISHED_DELIVERY_STATES)
 
     @property
     def uncertain_recipients(self) -> int:

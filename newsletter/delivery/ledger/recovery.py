@@ -1,0 +1,216 @@
+"""Leases and uncertain batches: who holds a batch, taking over an abandoned one, requeueing."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import (
+    Engine,
+    and_,
+    func,
+    or_,
+    select,
+    update,
+)
+
+from newsletter.delivery.ledger.rows import (
+    B,
+    D,
+    lease_until,
+    worker_name,
+)
+from newsletter.states import (
+    BatchState,
+    DeliveryState,
+)
+from newsletter.tables import (
+    utcnow,
+)
+
+# --- leases ---------------------------------------------------------------------------------
+
+
+def renew_leases(engine: Engine, batch_ids: Iterable[str], lease_seconds: float) -> int:
+    """The sender still works on these batches: push their leases forward."""
+    ids = list(batch_ids)
+    if not ids:
+        return 0
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(B)
+            .where(B.c.id.in_(ids), B.c.state == BatchState.IN_FLIGHT)
+            .values(lease_until=lease_until(lease_seconds))
+        )
+    return int(result.rowcount or 0)
+
+
+def take_over(engine: Engine, batch: UncertainBatch, worker: str, lease_seconds: float) -> bool:
+    """Become the holder of an abandoned batch; False when someone holds it (or took it first).
+
+    Atomic: of two processes taking over the same batch, one wins the UPDATE.
+    """
+    if batch.held_by_someone():
+        return False
+    now = utcnow()
+    free = or_(B.c.lease_until.is_(None), B.c.lease_until <= now)
+    if batch.lease_until is not None and batch.lease_until > now:
+        # its sender on this host is gone: free unless someone renewed it since we looked
+        free = and_(B.c.worker == batch.worker, B.c.lease_until == batch.lease_until)
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(B)
+            .where(B.c.id == batch.batch_id, B.c.state == BatchState.IN_FLIGHT, free)
+            .values(worker=worker, lease_until=now + timedelta(seconds=lease_seconds))
+        )
+    return bool(result.rowcount)
+
+
+# --- uncertain batches ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UncertainBatch:
+    batch_id: str
+    worker: str | None
+    provider: str | None
+    created_at: datetime
+    recipients: int
+    error: str | None
+    lease_until: datetime | None = None
+
+    def held_by_someone(self) -> bool:
+        """True while its sender (on any host) keeps renewing the lease.
+
+        A sender on this host whose process is gone holds nothing even before its
+        lease runs out: a local crash is taken over at once.
+        """
+        if self.lease_until is not None:
+            return self.lease_until > utcnow() and not _local_process_gone(self.worker)
+        return _worker_alive(self.worker)  # a batch claimed before leases existed
+
+
+def uncertain_batches(engine: Engine, issue_id: str, provider: str | None = None) -> list[UncertainBatch]:
+    """Batches with rows still in_flight: in progress right now, or left by a crash."""
+    stmt = (
+        select(
+            B.c.id, B.c.worker, B.c.provider, B.c.created_at, func.count(D.c.id), B.c.error, B.c.lease_until
+        )
+        .select_from(B.join(D, and_(D.c.batch_id == B.c.id, D.c.state == DeliveryState.IN_FLIGHT)))
+        .where(B.c.issue_id == issue_id)
+        .group_by(B.c.id, B.c.worker, B.c.provider, B.c.created_at, B.c.error, B.c.lease_until)
+        .order_by(B.c.created_at)
+    )
+    if provider is not None:
+        stmt = stmt.where(B.c.provider == provider)
+    with engine.connect() as conn:
+        return [UncertainBatch(*row) for row in conn.execute(stmt)]
+
+
+def _local_process_gone(worker: str | None) -> bool:
+    """True only when ``worker`` names a process of this host (host:pid) that no longer exists."""
+    host, _, pid = (worker or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def _worker_alive(worker: str | None) -> bool:
+    """True when ``worker`` is a live process on this host (its batch is not abandoned)."""
+    if not worker or ":" not in worker:
+        return False
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class Requeued:
+    batches: int = 0
+    rows: int = 0
+    # batches a live sender still holds (its lease is being renewed): left alone
+    live: list[UncertainBatch] = field(default_factory=list)
+
+
+def requeue_uncertain(
+    engine: Engine, issue_id: str, *, worker: str = "", lease_seconds: float = 60.0
+) -> Requeued:
+    """Put the rows of abandoned in_flight batches back to pending (``--resend-uncertain``).
+
+    Only batches whose lease has expired, on any host: a live sender keeps renewing
+    the lease of the batch it is sending, so its batch is never taken.
+    """
+    done = Requeued()
+    for batch in uncertain_batches(engine, issue_id):
+        if not take_over(engine, batch, worker or worker_name(), lease_seconds):
+            done.live.append(batch)
+            continue
+        moved = settle_rows(
+            engine, batch.batch_id, sent=[], error="uncertain: resent on request (--resend-uncertain)"
+        )
+        if moved:
+            done.batches += 1
+            done.rows += moved
+    return done
+
+
+def in_flight_rows(engine: Engine, batch_id: str) -> list[tuple[int, int]]:
+    """(delivery id, subscriber id) of a batch's rows still in flight."""
+    with engine.connect() as conn:
+        return [
+            (int(a), int(b))
+            for a, b in conn.execute(
+                select(D.c.id, D.c.subscriber_id).where(
+                    D.c.batch_id == batch_id, D.c.state == DeliveryState.IN_FLIGHT
+                )
+            )
+        ]
+
+
+def settle_rows(engine: Engine, batch_id: str, *, sent: list[int], error: str) -> int:
+    """Settle a taken-over batch: ``sent`` rows are sent, its other in-flight rows pending again.
+
+    Returns how many went back to pending.
+    """
+    now = utcnow()
+    with engine.begin() as conn:
+        if sent:
+            conn.execute(
+                update(D)
+                .where(D.c.id.in_(sent), D.c.batch_id == batch_id, D.c.state == DeliveryState.IN_FLIGHT)
+                .values(state=DeliveryState.SENT, updated_at=now)
+            )
+        moved = conn.execute(
+            update(D)
+            .where(D.c.batch_id == batch_id, D.c.state == DeliveryState.IN_FLIGHT)
+            .values(state=DeliveryState.PENDING, batch_id=None, updated_at=now)
+        ).rowcount
+        conn.execute(
+            update(B)
+            .where(B.c.id == batch_id)
+            .values(
+                state=BatchState.SENT if sent else BatchState.FAILED,
+                error=error[:2000],
+                finished_at=now,
+                lease_until=now,
+            )
+        )
+    return int(moved or 0)

@@ -1,0 +1,56 @@
+"""The ledger's tables and what its modules share: who a sender is, who may be mailed."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import (
+    Table,
+    and_,
+    exists,
+)
+
+from newsletter.states import (
+    DeliveryState,
+    SubscriberStatus,
+)
+from newsletter.tables import (
+    DeliveryBatchRow,
+    DeliveryRow,
+    IssueRow,
+    SubscriberRow,
+    SuppressionRow,
+    WebhookEventRow,
+    utcnow,
+)
+
+D = cast(Table, DeliveryRow.__table__)
+B = cast(Table, DeliveryBatchRow.__table__)
+S = cast(Table, SubscriberRow.__table__)
+SUP = cast(Table, SuppressionRow.__table__)
+EV = cast(Table, WebhookEventRow.__table__)
+ISS = cast(Table, IssueRow.__table__)
+
+STATES = tuple(DeliveryState)
+MAILABLE_STATUS = SubscriberStatus.CONFIRMED
+
+
+def worker_name(configured: str | None = None) -> str:
+    """host:pid (or NEWSLETTER_WORKER_NAME), recorded on each batch so `status` can say who holds it."""
+    return configured or f"{socket.gethostname()}:{os.getpid()}"
+
+
+def lease_until(seconds: float) -> datetime:
+    return utcnow() + timedelta(seconds=seconds)
+
+
+def eligible() -> Any:
+    """Confirmed, has an address, and not on the suppression list."""
+    return and_(
+        S.c.status == MAILABLE_STATUS,
+        S.c.email.is_not(None),
+        ~exists().where(SUP.c.email_hash == S.c.email_hash),
+    )
