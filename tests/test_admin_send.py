@@ -23,7 +23,7 @@ from sqlalchemy import Engine, insert
 from newsletter.config import Settings, get_settings
 from newsletter.db import open_database
 from newsletter.delivery import ledger
-from newsletter.delivery.messengers.base import Content, PushResult, Recipient
+from newsletter.delivery.message_types import Content, PushResult, Recipient
 from newsletter.delivery.messengers.outbox import OutboxMessenger
 from newsletter.errors import ProviderRejectedError, ProviderUnavailableError
 from newsletter.tables import WebhookEventRow

@@ -35,7 +35,7 @@ from newsletter.config import Settings, get_settings
 from newsletter.db import open_database
 from newsletter.delivery import delivery_status, send_issue
 from newsletter.delivery.events import SIGNATURE_HEADER
-from newsletter.delivery.messengers.base import wire_address
+from newsletter.delivery.message_types import wire_address
 from newsletter.errors import SubscriberError
 from newsletter.tables import DeliveryRow, SubscriberRow, SuppressionRow, WebhookEventRow
 from newsletter.web import create_app

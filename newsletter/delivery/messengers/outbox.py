@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from newsletter.delivery.messengers.base import Content, PushResult, Recipient
+from newsletter.delivery.message_types import Content, PushResult, Recipient
 from newsletter.delivery.mime import MessageTemplate
 from newsletter.errors import DeliveryError
 

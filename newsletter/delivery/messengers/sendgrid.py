@@ -44,7 +44,7 @@ from typing import Any
 import sendgrid
 from python_http_client import exceptions as http_errors
 
-from newsletter.delivery.messengers.base import Content, PushResult, Recipient, wire_address
+from newsletter.delivery.message_types import Content, PushResult, Recipient, wire_address
 from newsletter.errors import ProviderRejectedError, ProviderUnavailableError
 
 log = logging.getLogger(__name__)

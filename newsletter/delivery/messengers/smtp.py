@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from newsletter.delivery.messengers.base import Content, PushResult, Recipient, WaitInterrupted, wire_address
+from newsletter.delivery.message_types import Content, PushResult, Recipient, WaitInterrupted, wire_address
 from newsletter.delivery.mime import MessageTemplate
 from newsletter.errors import ConfigError
 
