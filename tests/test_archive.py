@@ -85,7 +85,7 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path: Path, monkeypatch: pyt
     def crash(src: object, dst: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("newsletter.issues.archive.os.replace", crash)
+    monkeypatch.setattr("newsletter.files.os.replace", crash)
     with pytest.raises(OSError, match="disk full"):
         write_atomic(target, "three")  # fails before the swap: the old file stays whole
     assert target.read_text() == "two"

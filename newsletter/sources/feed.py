@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ import httpx
 
 from newsletter.config import Settings
 from newsletter.errors import SourceError
+from newsletter.files import write_atomic
 from newsletter.models import Comparison
 from newsletter.sources.structured import parse_json
 
@@ -164,10 +163,6 @@ class FeedCache:
         data = self._load()
         data[url] = entry
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".feed-cache-", suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, ensure_ascii=False)
-            os.replace(tmp, self.path)
+            write_atomic(self.path, json.dumps(data, ensure_ascii=False))
         except OSError as exc:  # a cache that cannot be written only costs a full download
             log.warning("cannot write feed cache %s: %s", self.path, exc)
