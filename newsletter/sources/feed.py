@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from newsletter.backoff import backoff_delay
 from newsletter.config import Settings
 from newsletter.errors import SourceError
 from newsletter.files import write_atomic
@@ -93,7 +95,7 @@ def _get(
     with httpx.Client(transport=transport, timeout=timeout, follow_redirects=True) as client:
         for attempt in range(ATTEMPTS):
             if attempt:
-                time.sleep(backoff * 2 ** (attempt - 1))
+                time.sleep(backoff_delay(attempt - 1, backoff, cap=math.inf, jitter=False))
             try:
                 with client.stream("GET", url, headers=headers) as response:
                     if response.status_code >= 500:
