@@ -78,6 +78,24 @@ def test_every_admin_page_needs_a_session(client: TestClient) -> None:
         assert page.status_code == 401 and 'action="/admin/login"' in page.text, path
 
 
+def test_the_sign_in_check_runs_before_the_parameters_are_read(client: TestClient) -> None:
+    """The sign-in is a FastAPI dependency: it runs before the path and query are validated,
+    so a stranger gets the sign-in page (or a JSON 401), never a hint of what a route takes."""
+    for path in (
+        "/admin/subscribers/0",
+        "/admin/issues/2026-W48/email?format=pdf",
+        "/admin/issues/-x/preview",
+    ):
+        page = client.get(path)
+        assert page.status_code == 401 and 'action="/admin/login"' in page.text, path
+    as_json = client.get("/admin/subscribers/0", headers={"accept": "application/json"})
+    assert as_json.status_code == 401 and as_json.json()["status"] == 401
+    post = client.post("/admin/issues/-x/edit", data={"subject": "x"})
+    assert post.status_code == 401 and 'action="/admin/login"' in post.text
+    api = client.get("/api/v1/subscribers", params={"status": "lost"})
+    assert api.status_code == 401 and "Authorization: Bearer" in api.json()["error"]
+
+
 @pytest.mark.parametrize(
     ("path", "data"),
     [
