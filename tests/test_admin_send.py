@@ -10,7 +10,6 @@ import re
 import threading
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,10 +30,7 @@ from newsletter.web import create_app
 from newsletter.web.routes.admin import SendSnapshot, admin_sends, describe_send_error
 from tests.support.delivery_fixtures import ISSUE_ID, add_subscribers, make_issue
 from tests.support.fake_sendgrid import API_KEY, FakeSendGrid
-
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from starlette.testclient import TestClient
+from tests.support.web import TestClient
 
 REFRESH = '<meta http-equiv="refresh" content="2">'
 PAGE = f"/admin/issues/{ISSUE_ID}"

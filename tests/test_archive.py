@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from newsletter.cli import app
-from newsletter.config import Settings, get_settings
+from newsletter.config import Settings
 from newsletter.db import open_database
 from newsletter.errors import NotFoundError
 from newsletter.issues import build_issue, mark_sending
@@ -34,11 +34,6 @@ from tests.support.sample_comparisons import insert_comparisons, seed_like
 
 MONDAY = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 runner = CliRunner()
-
-
-@pytest.fixture
-def cfg(sqlite_env: dict[str, str]) -> Settings:
-    return get_settings()
 
 
 @pytest.fixture
