@@ -245,6 +245,34 @@ def get_comparison(engine: Engine, slug: str) -> CatalogComparison:
         return _entry(row)
 
 
+@dataclass(frozen=True)
+class StoredComparison:
+    """A comparison as stored, its data unchecked: the site's page shows what it can of it."""
+
+    slug: str
+    title: str
+    category: str | None
+    url: str | None
+    published_at: datetime
+    data: dict[str, Any]
+
+
+def find_stored_comparison(engine: Engine, slug: str) -> StoredComparison | None:
+    """The comparison stored under exactly this slug, or None."""
+    with engine.connect() as conn:
+        row = conn.execute(select(ComparisonRow).where(ComparisonRow.slug == slug)).first()
+    if row is None:
+        return None
+    return StoredComparison(
+        slug=row.slug,
+        title=row.title,
+        category=row.category,
+        url=row.url,
+        published_at=row.published_at,
+        data=dict(row.data or {}),
+    )
+
+
 def list_tools(engine: Engine) -> list[ToolRow]:
     """Every tool row, by name."""
     with session_scope(engine) as session:

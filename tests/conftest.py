@@ -2,9 +2,11 @@
 
 * ``settings`` points every path (DB, outbox, archive, data dir) into the test's tmp dir
   through NEWSLETTER_* variables, exactly as a user would configure it.
+* ``cfg`` / ``db`` / ``app`` / ``client``: the SQLite-only settings, engine, web app and
+  in-process client (no redirects followed) that the web and archive tests share.
 * ``db_url`` is parametrised over ``sqlite`` and ``postgres``; the PostgreSQL side gets a
-  fresh database per test (cloned from a migrated template made once per run) and skips
-  with a reason when no server answers.
+  fresh database per test (cloned from a migrated template made once per run), carries the
+  ``postgres`` marker, and skips with a reason when no server answers.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from newsletter.config import Settings, get_settings
 from newsletter.db import dispose_engines, make_engine, open_database, upgrade
+from newsletter.web import create_app
 from tests.support.fake_sendgrid import FakeSendGrid
+from tests.support.web import TestClient
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "samples" / "comparisons"
@@ -30,6 +35,16 @@ PG_HOST = os.environ.get("NEWSLETTER_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("NEWSLETTER_TEST_PG_PORT", "5432"))
 PG_ADMIN_DSN = f"host={PG_HOST} port={PG_PORT} user=postgres dbname=postgres"
 RUN_ID = uuid.uuid4().hex[:8]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every PostgreSQL case carries the ``postgres`` marker (``-m "not postgres"`` leaves them
+    all out), however its test parametrises ``db_url`` (this fixture's params, or indirect)."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        postgres = callspec is not None and callspec.params.get("db_url") == "postgres"
+        if postgres and item.get_closest_marker("postgres") is None:
+            item.add_marker(pytest.mark.postgres)
 
 
 def pg_url(dbname: str) -> str:
@@ -66,7 +81,7 @@ def pg_database(pg_template: str) -> Iterator[str]:
     _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgres":
         return str(request.getfixturevalue("pg_database"))
@@ -123,6 +138,29 @@ def sqlite_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sqlite_url: str)
         monkeypatch.setenv(key, value)
     get_settings.cache_clear()
     return values
+
+
+@pytest.fixture
+def cfg(sqlite_env: dict[str, str]) -> Settings:
+    """Settings of an isolated SQLite install (``settings`` is the one over both databases)."""
+    return get_settings()
+
+
+@pytest.fixture
+def db(cfg: Settings) -> Engine:
+    return open_database(cfg.database_url)
+
+
+@pytest.fixture
+def app(cfg: Settings) -> FastAPI:
+    return create_app(cfg)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    """The app in-process; redirects are answers to check, not to follow."""
+    with TestClient(app, follow_redirects=False) as test_client:
+        yield test_client
 
 
 @pytest.fixture

@@ -6,52 +6,23 @@ Every form post without the session's CSRF token is refused and changes nothing.
 from __future__ import annotations
 
 import re
-import warnings
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import Engine, insert, update
 
 from newsletter import mail, subscribers
 from newsletter.catalog import import_locations
-from newsletter.config import Settings, get_settings
-from newsletter.db import open_database
+from newsletter.config import Settings
 from newsletter.issues import get_issue, mark_sending, mark_sent
 from newsletter.schedule import schedule_state
 from newsletter.stats import growth_by_week, issue_stats
 from newsletter.tables import DeliveryRow, SubscriberRow, WebhookEventRow
-from newsletter.web import create_app
-
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from starlette.testclient import TestClient
+from tests.support.web import TestClient
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "comparisons"
 NOTE = "Cette semaine — **trois** verdicts, 漢字 et ☕.\n\n<script>alert('x')</script> [lien](https://example.com/ça)"
-
-
-@pytest.fixture
-def cfg(sqlite_env: dict[str, str]) -> Settings:
-    return get_settings()
-
-
-@pytest.fixture
-def db(cfg: Settings) -> Engine:
-    return open_database(cfg.database_url)
-
-
-@pytest.fixture
-def app(cfg: Settings) -> FastAPI:
-    return create_app(cfg)
-
-
-@pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app, follow_redirects=False) as test_client:
-        yield test_client
 
 
 def login(client: TestClient) -> str:
@@ -76,6 +47,24 @@ def test_every_admin_page_needs_a_session(client: TestClient) -> None:
     ):
         page = client.get(path)
         assert page.status_code == 401 and 'action="/admin/login"' in page.text, path
+
+
+def test_the_sign_in_check_runs_before_the_parameters_are_read(client: TestClient) -> None:
+    """The sign-in is a FastAPI dependency: it runs before the path and query are validated,
+    so a stranger gets the sign-in page (or a JSON 401), never a hint of what a route takes."""
+    for path in (
+        "/admin/subscribers/0",
+        "/admin/issues/2026-W48/email?format=pdf",
+        "/admin/issues/-x/preview",
+    ):
+        page = client.get(path)
+        assert page.status_code == 401 and 'action="/admin/login"' in page.text, path
+    as_json = client.get("/admin/subscribers/0", headers={"accept": "application/json"})
+    assert as_json.status_code == 401 and as_json.json()["status"] == 401
+    post = client.post("/admin/issues/-x/edit", data={"subject": "x"})
+    assert post.status_code == 401 and 'action="/admin/login"' in post.text
+    api = client.get("/api/v1/subscribers", params={"status": "lost"})
+    assert api.status_code == 401 and "Authorization: Bearer" in api.json()["error"]
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,6 @@ import re
 import threading
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +22,7 @@ from sqlalchemy import Engine, insert
 from newsletter.config import Settings, get_settings
 from newsletter.db import open_database
 from newsletter.delivery import ledger
-from newsletter.delivery.messengers.base import Content, PushResult, Recipient
+from newsletter.delivery.message_types import Content, PushResult, Recipient
 from newsletter.delivery.messengers.outbox import OutboxMessenger
 from newsletter.errors import ProviderRejectedError, ProviderUnavailableError
 from newsletter.tables import WebhookEventRow
@@ -31,10 +30,7 @@ from newsletter.web import create_app
 from newsletter.web.routes.admin import SendSnapshot, admin_sends, describe_send_error
 from tests.support.delivery_fixtures import ISSUE_ID, add_subscribers, make_issue
 from tests.support.fake_sendgrid import API_KEY, FakeSendGrid
-
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from starlette.testclient import TestClient
+from tests.support.web import TestClient
 
 REFRESH = '<meta http-equiv="refresh" content="2">'
 PAGE = f"/admin/issues/{ISSUE_ID}"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import email
 import time
-import warnings
 from collections.abc import Iterator
 from email.message import EmailMessage
 from email.policy import default
@@ -23,14 +22,10 @@ from newsletter import mail, subscribers
 from newsletter.catalog import import_locations
 from newsletter.cli import app as cli
 from newsletter.config import Settings, get_settings
-from newsletter.db import open_database
 from newsletter.schedule import next_run_times
 from newsletter.web import create_app
 from newsletter.web.routes.admin import admin_sends
-
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from starlette.testclient import TestClient
+from tests.support.web import TestClient
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples" / "comparisons"
@@ -69,11 +64,6 @@ def cfg(sqlite_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings
     monkeypatch.setenv("NEWSLETTER_SOURCES", str(SAMPLES))
     get_settings.cache_clear()
     return get_settings()
-
-
-@pytest.fixture
-def db(cfg: Settings) -> Engine:
-    return open_database(cfg.database_url)
 
 
 @pytest.fixture

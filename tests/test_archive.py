@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from newsletter.cli import app
-from newsletter.config import Settings, get_settings
+from newsletter.config import Settings
 from newsletter.db import open_database
 from newsletter.errors import NotFoundError
 from newsletter.issues import mark_sending
@@ -36,11 +36,6 @@ from tests.support.sample_comparisons import insert_comparisons, seed_like
 
 MONDAY = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 runner = CliRunner()
-
-
-@pytest.fixture
-def cfg(sqlite_env: dict[str, str]) -> Settings:
-    return get_settings()
 
 
 @pytest.fixture
@@ -87,7 +82,7 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path: Path, monkeypatch: pyt
     def crash(src: object, dst: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("newsletter.issues.archive.os.replace", crash)
+    monkeypatch.setattr("newsletter.files.os.replace", crash)
     with pytest.raises(OSError, match="disk full"):
         write_atomic(target, "three")  # fails before the swap: the old file stays whole
     assert target.read_text() == "two"

@@ -6,7 +6,6 @@ not be listed, linked from the feed, or shown, until a recipient is actually sen
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 
 import pytest
@@ -17,10 +16,7 @@ from newsletter.issues import mark_sending
 from newsletter.tables import DeliveryRow
 from newsletter.web import create_app
 from tests.support.delivery_fixtures import add_subscribers, make_issue, subscriber_ids
-
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from starlette.testclient import TestClient
+from tests.support.web import TestClient
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import json
 import re
 import time
 import uuid
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,17 +34,13 @@ from newsletter.config import Settings, get_settings
 from newsletter.db import open_database
 from newsletter.delivery import delivery_status, send_issue
 from newsletter.delivery.events import SIGNATURE_HEADER
-from newsletter.delivery.messengers.base import wire_address
+from newsletter.delivery.message_types import wire_address
 from newsletter.errors import SubscriberError
 from newsletter.tables import DeliveryRow, SubscriberRow, SuppressionRow, WebhookEventRow
 from newsletter.web import create_app
 from tests.support.delivery_fixtures import add_subscribers, make_issue
+from tests.support.web import TestClient
 from tests.support.webhooks import public_key_b64, sign
-
-with warnings.catch_warnings():
-    # starlette nags (at import only) that it prefers httpx2 over httpx; httpx is what we have.
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from starlette.testclient import TestClient
 
 FUZZ = hypothesis_settings(
     max_examples=60,

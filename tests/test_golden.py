@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.config import Settings, get_settings
+from newsletter.config import Settings
 from newsletter.issues.render import render_issue
 from newsletter.models import Comparison, Review, ToolEntry
 from newsletter.sources import parse_file
@@ -203,11 +203,6 @@ VARIANTS: dict[str, Callable[[], list[Comparison]]] = {
 def seed_pages_parsed() -> list[Comparison]:
     """The real pages of samples/comparisons through the real parser (abstentions included)."""
     return [comparison for path in sorted(SEEDS.glob("*.txt")) for comparison in parse_file(path)]
-
-
-@pytest.fixture
-def cfg(sqlite_env: dict[str, str]) -> Settings:
-    return get_settings()
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))

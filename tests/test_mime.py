@@ -19,8 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from newsletter.delivery.messengers import Content, Recipient
-from newsletter.delivery.messengers.base import wire_address
+from newsletter.delivery.message_types import Content, Recipient, wire_address
 from newsletter.delivery.mime import MESSAGE_POLICY, MessageTemplate, personalize
 from newsletter.issues.placeholders import PLACEHOLDERS, TEXT_PLACEHOLDERS
 

@@ -7,46 +7,22 @@ from __future__ import annotations
 
 import email
 import re
-import warnings
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from email.policy import default
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine
 
 from newsletter import mail, subscribers
 from newsletter.catalog import import_locations
-from newsletter.config import Settings, get_settings
-from newsletter.db import open_database
+from newsletter.config import Settings
 from newsletter.delivery import send_issue
 from newsletter.issues.build import build_issue, edit_issue
 from newsletter.schedule import next_run_times
-from newsletter.web import create_app
-
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from starlette.testclient import TestClient
+from tests.support.web import TestClient
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "comparisons"
 ATOM = "{http://www.w3.org/2005/Atom}"
-
-
-@pytest.fixture
-def cfg(sqlite_env: dict[str, str]) -> Settings:
-    return get_settings()
-
-
-@pytest.fixture
-def db(cfg: Settings) -> Engine:
-    return open_database(cfg.database_url)
-
-
-@pytest.fixture
-def client(cfg: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(cfg), follow_redirects=False) as test_client:
-        yield test_client
 
 
 def _sent_issue(cfg: Settings, db: Engine) -> str:

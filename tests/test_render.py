@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.config import Settings, get_settings
+from newsletter.config import Settings
 from newsletter.errors import RenderError
 from newsletter.issues.placeholders import (
     DEFAULT_VALUES,
@@ -30,11 +30,6 @@ from tests.support.sample_comparisons import (
 )
 
 RECIPIENT = {"unsubscribe_url": "https://example.com/unsubscribe/tok?a=1&b=2", "first_name": "Zoë <Ada> & Co"}
-
-
-@pytest.fixture
-def cfg(sqlite_env: dict[str, str]) -> Settings:
-    return get_settings()
 
 
 @pytest.fixture

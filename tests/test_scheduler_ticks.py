@@ -12,7 +12,6 @@ import signal
 import subprocess
 import threading
 import time
-import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,11 +35,7 @@ from tests.support.delivery_fixtures import (
     wait_for,
 )
 from tests.support.fake_sendgrid import FakeSendGrid
-
-with warnings.catch_warnings():
-    # starlette 1.x nags (at import only) that it prefers httpx2 over httpx; httpx is what we have.
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from starlette.testclient import TestClient
+from tests.support.web import TestClient
 
 pytestmark = pytest.mark.slow
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import email
 import re
-import warnings
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import default
@@ -19,36 +17,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from newsletter import mail, subscribers
-from newsletter.config import Settings, get_settings
-from newsletter.db import open_database
+from newsletter.config import Settings
 from newsletter.tables import ComparisonRow, IssueRow
-from newsletter.web import create_app
-
-with warnings.catch_warnings():
-    # starlette 1.x nags (at import only) that it prefers httpx2 over httpx; httpx is what we have.
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from starlette.testclient import TestClient
-
-
-@pytest.fixture
-def cfg(sqlite_env: dict[str, str]) -> Settings:
-    return get_settings()
-
-
-@pytest.fixture
-def app(cfg: Settings) -> FastAPI:
-    return create_app(cfg)
-
-
-@pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app, follow_redirects=False) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def db(cfg: Settings) -> Engine:
-    return open_database(cfg.database_url)
+from tests.support.web import TestClient
 
 
 def outbox(settings: Settings) -> list[EmailMessage]:

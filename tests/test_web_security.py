@@ -9,7 +9,6 @@ import re
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Iterator
 
 import httpx
@@ -17,15 +16,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI
 
-from newsletter.config import Settings, get_settings
+from newsletter.config import get_settings
 from newsletter.web import create_app
 from newsletter.web.jsonguard import json_depth
 from tests.support.server import free_port
+from tests.support.web import TestClient
 from tests.support.webhooks import public_key_b64, sign
-
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from starlette.testclient import TestClient
 
 BEARER = {"authorization": "Bearer test-admin-token"}
 
@@ -54,16 +50,6 @@ ENDPOINTS = [
     ("POST", "/api/v1/schedule/pause", BEARER),
     ("POST", "/api/v1/subscribers", BEARER),
 ]
-
-
-@pytest.fixture
-def cfg(sqlite_env: dict[str, str]) -> Settings:
-    return get_settings()
-
-
-@pytest.fixture
-def app(cfg: Settings) -> FastAPI:
-    return create_app(cfg)
 
 
 @pytest.fixture

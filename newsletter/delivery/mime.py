@@ -26,7 +26,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, make_msgid
 
-from newsletter.delivery.messengers.base import Content, Recipient, wire_address
+from newsletter.delivery.message_types import Content, Recipient, wire_address
 from newsletter.issues.placeholders import split_placeholders
 
 # RFC 5322's hard limit, not the 78-column default: a header with no space to fold at

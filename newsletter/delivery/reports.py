@@ -14,20 +14,27 @@ from newsletter.states import IssueStatus
 # --- reports ----------------------------------------------------------------------------
 
 
-@dataclass
-class SendProgress:
-    issue_id: str
-    total: int
+@dataclass(kw_only=True)
+class SendCounts:
+    """What a send did with its recipients: counted while it runs (SendProgress), reported at
+    its end (SendReport)."""
+
     sent: int = 0
     failed: int = 0
     suppressed: int = 0
     uncertain: int = 0
     batches: int = 0
-    started: float = field(default_factory=time.monotonic)
 
     @property
     def done(self) -> int:
         return self.sent + self.failed + self.suppressed + self.uncertain
+
+
+@dataclass
+class SendProgress(SendCounts):
+    issue_id: str
+    total: int
+    started: float = field(default_factory=time.monotonic)
 
     @property
     def rate(self) -> float:
@@ -36,15 +43,10 @@ class SendProgress:
 
 
 @dataclass
-class SendReport:
+class SendReport(SendCounts):
     issue_id: str
     provider: str
     total: int = 0
-    sent: int = 0
-    failed: int = 0
-    suppressed: int = 0
-    uncertain: int = 0
-    batches: int = 0
     requeued: int = 0
     elapsed: float = 0.0
     interrupted: bool = False

@@ -5,7 +5,7 @@
     web.html     the browser version: placeholders replaced by neutral values
     issue.json   the issue's data: id, date, subject, preheader, summaries, comparisons
 
-Every file is written atomically (temporary file + ``os.replace``), issue.json
+Every file is written atomically (``files.write_atomic``: temporary file + ``os.replace``), issue.json
 last, so a reader never sees a half-written file. Whether an issue may still be
 rewritten is the database's call (issues.py: only drafts are); this module only
 stores and loads.
@@ -14,13 +14,12 @@ stores and loads.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from newsletter import files
 from newsletter.config import Settings
 from newsletter.errors import NotFoundError
 from newsletter.issues.content import IssueContent
@@ -69,18 +68,8 @@ def issue_dir(settings: Settings, issue_id: str) -> Path:
 
 
 def write_atomic(path: Path, data: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # the archive is published (web app, static hosting)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """One archive file, atomically; readable by all (the archive is published: web app, static hosting)."""
+    files.write_atomic(path, data, mode=0o644)
 
 
 def write_issue(

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +22,10 @@ from typing import Any
 
 import httpx
 
+from newsletter.backoff import backoff_delay
 from newsletter.config import Settings
 from newsletter.errors import SourceError
+from newsletter.files import write_atomic
 from newsletter.models import Comparison
 from newsletter.sources.structured import parse_json
 
@@ -94,7 +95,7 @@ def _get(
     with httpx.Client(transport=transport, timeout=timeout, follow_redirects=True) as client:
         for attempt in range(ATTEMPTS):
             if attempt:
-                time.sleep(backoff * 2 ** (attempt - 1))
+                time.sleep(backoff_delay(attempt - 1, backoff, cap=math.inf, jitter=False))
             try:
                 with client.stream("GET", url, headers=headers) as response:
                     if response.status_code >= 500:
@@ -164,10 +165,6 @@ class FeedCache:
         data = self._load()
         data[url] = entry
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".feed-cache-", suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, ensure_ascii=False)
-            os.replace(tmp, self.path)
+            write_atomic(self.path, json.dumps(data, ensure_ascii=False))
         except OSError as exc:  # a cache that cannot be written only costs a full download
             log.warning("cannot write feed cache %s: %s", self.path, exc)

@@ -1,20 +1,24 @@
-"""What every route shares: the app's state (``web``), content negotiation, page and error
-rendering, the login page. Routes import this module, never the app factory."""
+"""What every route shares: the app's state (``web``) and its settings and engine as FastAPI
+dependencies (``AppSettings``, ``DbEngine``), form reading, content negotiation, page and
+error rendering, the login page. Routes import this module, never the app factory."""
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import jinja2
+from fastapi import Depends, HTTPException
 from sqlalchemy import Engine
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Scope
 
 from newsletter.config import Settings
+from newsletter.errors import SubscriberError
 from newsletter.resources import WEB_TEMPLATES
 from newsletter.web.security import (
     RateLimiter,
@@ -51,6 +55,45 @@ def make_templates(directory: Path = WEB_TEMPLATES) -> jinja2.Environment:
 
 def web(request: Request) -> Web:
     return request.app.state.web
+
+
+async def app_settings(request: Request) -> Settings:
+    return web(request).settings
+
+
+async def app_engine(request: Request) -> Engine:
+    """The app's engine: a route or a service function opens its own connection or session."""
+    return web(request).engine
+
+
+AppSettings = Annotated[Settings, Depends(app_settings)]
+DbEngine = Annotated[Engine, Depends(app_engine)]
+
+
+async def read_fields(request: Request) -> dict[str, str]:
+    """Form (urlencoded or multipart, no files) or a JSON object, as strings."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "application/json":
+        try:
+            data = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            raise SubscriberError("the body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise SubscriberError("the JSON body must be an object")
+        fields: dict[str, str] = {}
+        for key, value in data.items():
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise SubscriberError(f"{key!r} must be a string")
+            fields[str(key)] = value
+        return fields
+    if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.form(max_files=0, max_fields=50)
+        return {key: value for key, value in form.items() if isinstance(value, str)}
+    if not ctype and not await request.body():
+        return {}
+    raise HTTPException(415, "send the form as application/x-www-form-urlencoded or a JSON object")
 
 
 def wants_json(request: Request | Scope) -> bool:

@@ -1,8 +1,9 @@
 """Providers. ``get_messenger`` picks one by NEWSLETTER_PROVIDER (or an explicit name).
 
 The one documented seam for late imports in the package: a provider's module is loaded
-when it is chosen (the SendGrid client and premailer-backed MIME cost start-up time, and
-the outbox's MIME builder imports ``messengers.base``, which runs this file first).
+when it is chosen (the SendGrid client and premailer-backed MIME cost start-up time). The
+types every provider shares live outside this package (``delivery/message_types.py``), so
+the MIME builder the providers use never runs this file: no import cycle.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import threading
 
 from newsletter.config import Settings
-from newsletter.delivery.messengers.base import (
+from newsletter.delivery.message_types import (
     Content,
     Messenger,
     PushResult,

@@ -7,9 +7,10 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from newsletter.delivery.messengers.base import Content, PushResult, Recipient
+from newsletter.delivery.message_types import Content, PushResult, Recipient
 from newsletter.delivery.mime import MessageTemplate
 from newsletter.errors import DeliveryError
+from newsletter.files import write_atomic
 
 
 class OutboxMessenger:
@@ -30,7 +31,8 @@ class OutboxMessenger:
             try:
                 mail = template.render(recipient)
                 path = self.directory / _file_name(content, recipient, mail.message_id)
-                _write_atomically(path, mail.data)
+                # <name>.tmp until whole (fsync, rename): ``written`` tells the two apart after a crash
+                write_atomic(path, mail.data, temp=path.with_suffix(".tmp"))
             except OSError as exc:
                 # What was written is delivered: report it, so a resume does not write it
                 # again; the rest certainly was not (no file), so it may be sent again.
@@ -89,17 +91,3 @@ def _file_name(content: Content, recipient: Recipient, message_id: str) -> str:
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9@._+-]+", "_", name)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write then rename, so a crash or a full disk never leaves half a message."""
-    temp = path.with_suffix(".tmp")
-    try:
-        with open(temp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except OSError:
-        temp.unlink(missing_ok=True)
-        raise

@@ -44,13 +44,14 @@ from typing import Any
 import sendgrid
 from python_http_client import exceptions as http_errors
 
-from newsletter.delivery.messengers.base import Content, PushResult, Recipient, wire_address
+from newsletter.backoff import MAX_DELAY, backoff_delay
+from newsletter.delivery.message_types import Content, PushResult, Recipient, wire_address
 from newsletter.errors import ProviderRejectedError, ProviderUnavailableError
 
 log = logging.getLogger(__name__)
 
 MAX_PERSONALIZATIONS = 1000
-MAX_WAIT = 60.0
+MAX_WAIT = MAX_DELAY  # the longest wait taken between attempts, or honoured when SendGrid asks
 # Statuses that prove SendGrid did not process the request (it may be sent again).
 RETRY_STATUSES = (429, 503)
 # A 400 naming one recipient's address: that recipient's failure, not the batch's.
@@ -206,7 +207,7 @@ class SendGridMessenger:
                         f"{problem} (gave up after {attempt + 1} attempts)", provider=self.name, status=status
                     )
                     raise error from exc
-                wait = self._backoff(attempt) if wait is None else wait
+                wait = backoff_delay(attempt, self.backoff, MAX_WAIT, retry_after=wait)
                 # SendGrid's limit is per account: the other lanes hold back until then too
                 own_until = self._pause(wait)
                 log.warning("sendgrid %s, retrying in %.2fs: %s", status, wait, problem)
@@ -218,7 +219,7 @@ class SendGridMessenger:
                     raise ProviderUnavailableError(
                         f"{problem} (gave up after {attempt + 1} attempts)", provider=self.name
                     ) from exc
-                wait = self._backoff(attempt)
+                wait = backoff_delay(attempt, self.backoff, MAX_WAIT)
                 log.warning("sendgrid %s, retrying in %.2fs", problem, wait)
             except (TimeoutError, OSError, http.client.HTTPException) as exc:
                 # The request left and no answer came (the deadline passed, the connection
@@ -262,9 +263,6 @@ class SendGridMessenger:
         # The client's documented hook: every request of this endpoint goes through it.
         endpoint._make_request = functools.partial(_make_request, deadline=time.monotonic() + self.timeout)
         return endpoint.post(request_body=body, timeout=self.timeout)
-
-    def _backoff(self, attempt: int) -> float:
-        return min(MAX_WAIT, self.backoff * (2**attempt) * random.uniform(0.5, 1.5))
 
     def flush(self) -> None:
         return None

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import random
 import re
 import smtplib
 import ssl
@@ -38,7 +37,8 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from newsletter.delivery.messengers.base import Content, PushResult, Recipient, WaitInterrupted, wire_address
+from newsletter.backoff import backoff_delay
+from newsletter.delivery.message_types import Content, PushResult, Recipient, WaitInterrupted, wire_address
 from newsletter.delivery.mime import MessageTemplate
 from newsletter.errors import ConfigError
 
@@ -308,7 +308,7 @@ class SmtpMessenger:
                 # with backoff, within the budget; then the server is down for the batch.
                 now = time.monotonic()
                 trouble_since = trouble_since if trouble_since is not None else now
-                wait = 0.0 if attempt == 0 else self._backoff(attempt)
+                wait = 0.0 if attempt == 0 else backoff_delay(attempt, self.backoff)
                 if attempt >= self.max_retries or now + wait - trouble_since > CONNECT_BUDGET:
                     with self._lock:
                         push.down = push.down or f"SMTP server unavailable: {exc}"
@@ -330,9 +330,6 @@ class SmtpMessenger:
                         push.interrupted = True
                     return "unsent", push.down
             attempt += 1
-
-    def _backoff(self, attempt: int) -> float:
-        return min(60.0, self.backoff * (2**attempt) * random.uniform(0.5, 1.5))
 
     def flush(self) -> None:
         return None

@@ -24,29 +24,21 @@ from newsletter.delivery import StatusReport, delivery_status, jobs, send_test
 from newsletter.delivery.jobs import AdminSends, SendSnapshot, describe_send_error
 from newsletter.errors import NewsletterError, NotFoundError, SubscriberError
 from newsletter.issues import archive, get_issue
+from newsletter.issues.summaries import IssueSummary, get_issue_summary, list_issue_summaries
 from newsletter.schedule import ScheduleView, schedule_view
 from newsletter.states import UNFINISHED_DELIVERY_STATES, IssueStatus
 from newsletter.tokens import ADMIN_SESSION_MAX_AGE, make_admin_session
-from newsletter.web.routes.archive import (
-    ISSUE_ID_PATTERN,
-    IssueSummary,
-    get_issue_summary,
-    list_issue_summaries,
-    load_web_html,
-)
-from newsletter.web.routes.subscriptions import read_fields
+from newsletter.web.routes.admin_forms import Admin, AdminCsrf, CheckedForm
+from newsletter.web.routes.archive import ISSUE_ID_PATTERN, load_web_html
 from newsletter.web.security import (
     ADMIN_COOKIE,
-    AdminAuth,
     admin_token,
-    authenticate_admin,
     client_ip,
-    csrf_token,
     revoke_session,
     token_matches,
     verify_csrf,
 )
-from newsletter.web.shared import login_page, page, wants_json, web
+from newsletter.web.shared import AppSettings, DbEngine, login_page, page, read_fields, wants_json, web
 
 __all__ = ["AdminSends", "ScheduleView", "SendSnapshot", "admin_sends", "describe_send_error", "router"]
 
@@ -55,11 +47,6 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 
 ISSUE_ID = PathParam(pattern=ISSUE_ID_PATTERN, max_length=40)
 MAX_TEST_ADDRESSES = 10
-
-
-def _auth(request: Request) -> AdminAuth:
-    w = web(request)
-    return authenticate_admin(request, w.settings, w.engine)
 
 
 def _form_body(fields: dict[str, Any]) -> dict[str, Any]:
@@ -79,12 +66,10 @@ def _form_body(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("", summary="The admin dashboard (or the login form)")
-async def dashboard(request: Request) -> Response:
-    auth = _auth(request)
-    w = web(request)
-    counts = await run_in_threadpool(subscribers.count_by_status, w.engine)
-    issues = await run_in_threadpool(lambda: list_issue_summaries(w.engine, public=False))
-    schedule = await run_in_threadpool(schedule_view, w.settings, w.engine)
+async def dashboard(request: Request, csrf: AdminCsrf, settings: AppSettings, engine: DbEngine) -> Response:
+    counts = await run_in_threadpool(subscribers.count_by_status, engine)
+    issues = await run_in_threadpool(lambda: list_issue_summaries(engine, public=False))
+    schedule = await run_in_threadpool(schedule_view, settings, engine)
     if wants_json(request):
         return JSONResponse(
             {
@@ -101,7 +86,7 @@ async def dashboard(request: Request) -> Response:
             "total": sum(counts.values()),
             "issues": issues,
             "schedule": schedule,
-            "csrf": csrf_token(w.settings, auth.csrf_binding),
+            "csrf": csrf,
         },
     )
 
@@ -134,15 +119,11 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout", summary="Sign out", openapi_extra=_form_body({"csrf": {"type": "string"}}))
-async def logout(request: Request) -> Response:
-    auth = _auth(request)
-    fields = await read_fields(request)
-    w = web(request)
-    verify_csrf(w.settings, auth, fields.get("csrf"))
+async def logout(auth: Admin, _: CheckedForm, engine: DbEngine) -> Response:
     if auth.nonce is not None:
         # The cookie is signed, not stored: deleting it in this browser is not enough,
         # a copy of it would still work. Its nonce is refused from now on.
-        await run_in_threadpool(revoke_session, w.engine, auth.nonce)
+        await run_in_threadpool(revoke_session, engine, auth.nonce)
     response = RedirectResponse("/admin", status_code=303)
     response.delete_cookie(ADMIN_COOKIE, path="/admin")
     return response
@@ -151,8 +132,8 @@ async def logout(request: Request) -> Response:
 # --- issues ---------------------------------------------------------------------------------
 
 
-async def _issue(request: Request, issue_id: str) -> IssueSummary:
-    summary = await run_in_threadpool(get_issue_summary, web(request).engine, issue_id)
+async def _issue(engine: Engine, issue_id: str) -> IssueSummary:
+    summary = await run_in_threadpool(get_issue_summary, engine, issue_id)
     if summary is None:
         raise NotFoundError(f"no issue {issue_id!r}")
     return summary
@@ -209,17 +190,17 @@ def _ledger_view(engine: Engine, issue_id: str) -> LedgerView | None:
 
 
 @router.get("/issues/{issue_id}", summary="An issue: delivery counts, progress of a send, preview, test send")
-async def issue_detail(request: Request, issue_id: str = ISSUE_ID) -> Response:
-    auth = _auth(request)
-    w = web(request)
-    issue = await _issue(request, issue_id)
-    counts = await run_in_threadpool(subscribers.count_by_status, w.engine)
+async def issue_detail(
+    request: Request, csrf: AdminCsrf, settings: AppSettings, engine: DbEngine, issue_id: str = ISSUE_ID
+) -> Response:
+    issue = await _issue(engine, issue_id)
+    counts = await run_in_threadpool(subscribers.count_by_status, engine)
     # The registry first: a send that finishes between the two reads then shows as
     # running for one more refresh, never as finished with stale ledger counts.
     send = admin_sends(request.app).get(issue_id)
-    ledger = await run_in_threadpool(_ledger_view, w.engine, issue_id)
-    size_warning = await run_in_threadpool(archive.fit_warning, w.settings, issue_id)
-    info = await run_in_threadpool(get_issue, w.engine, issue_id)  # the editor's words: subject, note
+    ledger = await run_in_threadpool(_ledger_view, engine, issue_id)
+    size_warning = await run_in_threadpool(archive.fit_warning, settings, issue_id)
+    info = await run_in_threadpool(get_issue, engine, issue_id)  # the editor's words: subject, note
     if wants_json(request):
         return JSONResponse(
             {
@@ -243,7 +224,7 @@ async def issue_detail(request: Request, issue_id: str = ISSUE_ID) -> Response:
             "confirmed": counts["confirmed"],
             "ledger": ledger,
             "send": send,
-            "csrf": csrf_token(w.settings, auth.csrf_binding),
+            "csrf": csrf,
         },
     )
 
@@ -251,11 +232,11 @@ async def issue_detail(request: Request, issue_id: str = ISSUE_ID) -> Response:
 @router.get(
     "/issues/{issue_id}/preview", summary="The issue's web version (any state)", response_class=HTMLResponse
 )
-async def issue_preview(request: Request, issue_id: str = ISSUE_ID) -> Response:
-    _auth(request)
-    w = web(request)
-    await _issue(request, issue_id)
-    return HTMLResponse(await run_in_threadpool(load_web_html, w.settings, issue_id))
+async def issue_preview(
+    _: Admin, settings: AppSettings, engine: DbEngine, issue_id: str = ISSUE_ID
+) -> Response:
+    await _issue(engine, issue_id)
+    return HTMLResponse(await run_in_threadpool(load_web_html, settings, issue_id))
 
 
 def parse_addresses(text: str, settings: Settings) -> list[str]:
@@ -275,14 +256,12 @@ def parse_addresses(text: str, settings: Settings) -> list[str]:
     summary="Send the issue to a few addresses ([TEST] subject, outside the ledger)",
     openapi_extra=_form_body({"addresses": {"type": "string"}, "csrf": {"type": "string"}}),
 )
-async def test_send(request: Request, issue_id: str = ISSUE_ID) -> Response:
-    auth = _auth(request)
-    w = web(request)
-    fields = await read_fields(request)
-    verify_csrf(w.settings, auth, fields.get("csrf"))
-    await _issue(request, issue_id)
-    addresses = parse_addresses(fields.get("addresses", ""), w.settings)
-    report = await run_in_threadpool(lambda: send_test(w.settings, issue_id, addresses, engine=w.engine))
+async def test_send(
+    request: Request, fields: CheckedForm, settings: AppSettings, engine: DbEngine, issue_id: str = ISSUE_ID
+) -> Response:
+    await _issue(engine, issue_id)
+    addresses = parse_addresses(fields.get("addresses", ""), settings)
+    report = await run_in_threadpool(lambda: send_test(settings, issue_id, addresses, engine=engine))
     if wants_json(request):
         return JSONResponse({"accepted": report.accepted, "failed": report.failed})
     return page(
@@ -318,18 +297,18 @@ def start_send(request: Request, issue_id: str) -> bool:
 
 
 @router.get("/issues/{issue_id}/send", summary="Ask for confirmation before sending")
-async def send_confirm_page(request: Request, issue_id: str = ISSUE_ID) -> Response:
-    auth = _auth(request)
-    w = web(request)
-    issue = await _issue(request, issue_id)
-    counts = await run_in_threadpool(subscribers.count_by_status, w.engine)
+async def send_confirm_page(
+    request: Request, csrf: AdminCsrf, engine: DbEngine, issue_id: str = ISSUE_ID
+) -> Response:
+    issue = await _issue(engine, issue_id)
+    counts = await run_in_threadpool(subscribers.count_by_status, engine)
     return page(
         request,
         "admin/send.html",
         {
             "issue": issue,
             "confirmed": counts["confirmed"],
-            "csrf": csrf_token(w.settings, auth.csrf_binding),
+            "csrf": csrf,
             "sending": admin_sends(request.app).running(issue_id),
         },
     )
@@ -340,12 +319,8 @@ async def send_confirm_page(request: Request, issue_id: str = ISSUE_ID) -> Respo
     summary="Send the issue to every confirmed subscriber (needs confirm=yes)",
     openapi_extra=_form_body({"confirm": {"type": "string", "enum": ["yes"]}, "csrf": {"type": "string"}}),
 )
-async def send(request: Request, issue_id: str = ISSUE_ID) -> Response:
-    auth = _auth(request)
-    w = web(request)
-    fields = await read_fields(request)
-    verify_csrf(w.settings, auth, fields.get("csrf"))
-    issue = await _issue(request, issue_id)
+async def send(request: Request, fields: CheckedForm, engine: DbEngine, issue_id: str = ISSUE_ID) -> Response:
+    issue = await _issue(engine, issue_id)
     if fields.get("confirm") != "yes":
         raise SubscriberError("tick the confirmation to send the issue")
     started = start_send(request, issue_id)

@@ -1,36 +1,50 @@
-"""What every admin page shares: the sign-in check and CSRF-checked form posts.
+"""What every admin page shares, as FastAPI dependencies: the sign-in check (``Admin``), the
+session's CSRF token for the page's forms (``AdminCsrf``) and CSRF-checked form posts
+(``CheckedForm``).
 
-Every admin form carries the session's CSRF token (``csrf``); ``checked_form`` refuses a
+``Admin`` raises AuthError without the admin token or a valid session cookie: the app answers
+it with the login page (401) on /admin, or a JSON 401 for a client that asks for JSON.
+Every admin form carries the session's CSRF token (``csrf``); ``CheckedForm`` refuses a
 post without it (400) before any service function runs. The session cookie is also
 ``SameSite=Strict``, so a cross-site post carries no session in the first place.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Depends
 from starlette.requests import Request
 
-from newsletter.web.routes.subscriptions import read_fields
 from newsletter.web.security import AdminAuth, authenticate_admin, csrf_token, verify_csrf
-from newsletter.web.shared import web
+from newsletter.web.shared import AppSettings, read_fields, web
 
 
-def admin_auth(request: Request) -> AdminAuth:
+def signed_in(request: Request) -> AdminAuth:
+    """How the admin got in (session cookie or bearer token); AuthError when not."""
     w = web(request)
     return authenticate_admin(request, w.settings, w.engine)
 
 
-def csrf_for(request: Request, auth: AdminAuth) -> str:
-    return csrf_token(web(request).settings, auth.csrf_binding)
+Admin = Annotated[AdminAuth, Depends(signed_in)]
 
 
-async def checked_form(request: Request) -> tuple[AdminAuth, dict[str, str]]:
+async def admin_csrf(auth: Admin, settings: AppSettings) -> str:
+    """The CSRF token the page's forms carry (bound to this session)."""
+    return csrf_token(settings, auth.csrf_binding)
+
+
+AdminCsrf = Annotated[str, Depends(admin_csrf)]
+
+
+async def checked_form(request: Request, auth: Admin, settings: AppSettings) -> dict[str, str]:
     """Signed in, and the form carries this session's CSRF token: its fields."""
-    auth = admin_auth(request)
     fields = await read_fields(request)
-    verify_csrf(web(request).settings, auth, fields.get("csrf"))
-    return auth, fields
+    verify_csrf(settings, auth, fields.get("csrf"))
+    return fields
+
+
+CheckedForm = Annotated[dict[str, str], Depends(checked_form)]
 
 
 def form_body(fields: dict[str, Any]) -> dict[str, Any]:

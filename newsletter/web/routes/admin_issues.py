@@ -19,31 +19,24 @@ from newsletter.issues import list_issues
 from newsletter.issues.build import build_issue, edit_issue
 from newsletter.issues.preview import Preview, render_draft_preview, render_preview
 from newsletter.web.routes.admin import ISSUE_ID
-from newsletter.web.routes.admin_forms import admin_auth, checked_form, csrf_for, form_body
-from newsletter.web.shared import page, web
+from newsletter.web.routes.admin_forms import Admin, AdminCsrf, CheckedForm, form_body
+from newsletter.web.shared import AppSettings, DbEngine, page
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 Format = Annotated[str, Query(pattern="^(html|text)$")]
 
 
 @router.get("/issues", summary="Every issue, and the button that builds the next one")
-async def issues_page(request: Request) -> Response:
-    auth = admin_auth(request)
-    infos = await run_in_threadpool(list_issues, web(request).engine)
-    return page(
-        request,
-        "admin/issues.html",
-        {"issues": infos, "csrf": csrf_for(request, auth)},
-    )
+async def issues_page(request: Request, csrf: AdminCsrf, engine: DbEngine) -> Response:
+    infos = await run_in_threadpool(list_issues, engine)
+    return page(request, "admin/issues.html", {"issues": infos, "csrf": csrf})
 
 
 @router.post(
     "/issues/build", summary="Build the next issue (or refresh the draft)", openapi_extra=form_body({})
 )
-async def issues_build(request: Request) -> Response:
-    await checked_form(request)
-    w = web(request)
-    result = await run_in_threadpool(build_issue, w.settings, w.engine)
+async def issues_build(request: Request, _: CheckedForm, settings: AppSettings, engine: DbEngine) -> Response:
+    result = await run_in_threadpool(build_issue, settings, engine)
     if result.issue_id is None:
         return page(
             request,
@@ -58,13 +51,13 @@ async def issues_build(request: Request) -> Response:
     summary="Save a draft's subject, preheader and editor's note (Markdown); re-renders it",
     openapi_extra=form_body({"subject": {}, "preheader": {}, "note": {}}),
 )
-async def issue_edit(request: Request, issue_id: str = ISSUE_ID) -> Response:
-    _, fields = await checked_form(request)
-    w = web(request)
+async def issue_edit(
+    fields: CheckedForm, settings: AppSettings, engine: DbEngine, issue_id: str = ISSUE_ID
+) -> Response:
     await run_in_threadpool(
         lambda: edit_issue(
-            w.settings,
-            w.engine,
+            settings,
+            engine,
             issue_id,
             subject=fields.get("subject", ""),
             preheader=fields.get("preheader", ""),
@@ -83,10 +76,10 @@ def _preview_response(preview: Preview, format: str) -> Response:
 @router.get(
     "/issues/{issue_id}/email", summary="The email as a sample recipient sees it (format=text: the text part)"
 )
-async def issue_email(request: Request, issue_id: str = ISSUE_ID, format: Format = "html") -> Response:
-    admin_auth(request)
-    w = web(request)
-    preview = await run_in_threadpool(render_preview, w.settings, w.engine, issue_id)
+async def issue_email(
+    _: Admin, settings: AppSettings, engine: DbEngine, issue_id: str = ISSUE_ID, format: Format = "html"
+) -> Response:
+    preview = await run_in_threadpool(render_preview, settings, engine, issue_id)
     return _preview_response(preview, format)
 
 
@@ -95,13 +88,17 @@ async def issue_email(request: Request, issue_id: str = ISSUE_ID, format: Format
     summary="The email with unsaved edits (the live preview; nothing is stored)",
     openapi_extra=form_body({"subject": {}, "preheader": {}, "note": {}}),
 )
-async def issue_email_draft(request: Request, issue_id: str = ISSUE_ID, format: Format = "html") -> Response:
-    _, fields = await checked_form(request)
-    w = web(request)
+async def issue_email_draft(
+    fields: CheckedForm,
+    settings: AppSettings,
+    engine: DbEngine,
+    issue_id: str = ISSUE_ID,
+    format: Format = "html",
+) -> Response:
     preview = await run_in_threadpool(
         lambda: render_draft_preview(
-            w.settings,
-            w.engine,
+            settings,
+            engine,
             issue_id,
             subject=fields.get("subject"),
             preheader=fields.get("preheader"),

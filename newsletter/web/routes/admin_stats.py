@@ -10,16 +10,14 @@ from starlette.responses import JSONResponse, Response
 
 from newsletter.charts import Series, bar_chart
 from newsletter.stats import growth_by_week, issue_stats
-from newsletter.web.routes.admin_forms import admin_auth, csrf_for
-from newsletter.web.shared import page, wants_json, web
+from newsletter.web.routes.admin_forms import AdminCsrf
+from newsletter.web.shared import DbEngine, page, wants_json
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
 
 @router.get("/stats", summary="Per-issue engagement and weekly subscriber growth")
-async def stats_page(request: Request) -> Response:
-    auth = admin_auth(request)
-    engine = web(request).engine
+async def stats_page(request: Request, csrf: AdminCsrf, engine: DbEngine) -> Response:
     issues = await run_in_threadpool(issue_stats, engine)
     growth = await run_in_threadpool(growth_by_week, engine)
     if wants_json(request):
@@ -56,6 +54,6 @@ async def stats_page(request: Request) -> Response:
             "growth": growth,
             "issue_chart": issue_chart,
             "growth_chart": growth_chart,
-            "csrf": csrf_for(request, auth),
+            "csrf": csrf,
         },
     )

@@ -20,9 +20,9 @@ from starlette.responses import Response, StreamingResponse
 
 from newsletter import mail, subscribers
 from newsletter.errors import NewsletterError, NotFoundError, SubscriberError
-from newsletter.web.routes.admin_forms import admin_auth, checked_form, csrf_for, form_body
+from newsletter.web.routes.admin_forms import Admin, AdminCsrf, CheckedForm, form_body
 from newsletter.web.security import verify_csrf
-from newsletter.web.shared import page, web
+from newsletter.web.shared import AppSettings, DbEngine, page
 
 router = APIRouter(prefix="/admin/subscribers", tags=["admin"])
 IMPORT_PATH = "/admin/subscribers/import"
@@ -35,17 +35,18 @@ class UploadTooLarge(NewsletterError):
 
 
 Status = Annotated[str | None, Query(pattern="^(pending|confirmed|unsubscribed|bounced|complained|)$")]
+SubscriberId = Annotated[int, PathParam(ge=1, le=2**62)]
 
 
 @router.get("", summary="Search subscribers (address or name, status), one keyset page at a time")
 async def subscribers_page(
     request: Request,
+    csrf: AdminCsrf,
+    engine: DbEngine,
     q: Annotated[str | None, Query(max_length=200)] = None,
     status: Status = None,
     cursor: Annotated[int, Query(ge=0, le=2**62)] = 0,
 ) -> Response:
-    auth = admin_auth(request)
-    engine = web(request).engine
     found = await run_in_threadpool(
         lambda: subscribers.search_subscribers(
             engine, q=q, status=status or None, limit=PAGE_SIZE, after=cursor
@@ -62,7 +63,7 @@ async def subscribers_page(
             "statuses": subscribers.STATUSES,
             "counts": counts,
             "first_page": cursor == 0,
-            "csrf": csrf_for(request, auth),
+            "csrf": csrf,
         },
     )
 
@@ -80,15 +81,15 @@ def _result(request: Request, title: str, lines: list[str]) -> Response:
     summary="Add a subscriber (pending with a confirmation mail, or confirmed)",
     openapi_extra=form_body({"email": {}, "name": {}, "confirmed": {}}),
 )
-async def subscribers_add(request: Request) -> Response:
-    _, fields = await checked_form(request)
-    w = web(request)
+async def subscribers_add(
+    request: Request, fields: CheckedForm, settings: AppSettings, engine: DbEngine
+) -> Response:
     confirmed = fields.get("confirmed") == "yes"
     result = (
         await run_in_threadpool(
             lambda: mail.add(
-                w.settings,
-                w.engine,
+                settings,
+                engine,
                 [fields.get("email", "")],
                 confirmed=confirmed,
                 name=fields.get("name") or None,
@@ -110,9 +111,8 @@ async def subscribers_add(request: Request) -> Response:
 
 
 @router.get("/export.csv", summary="Every subscriber with an address, as CSV (streamed)")
-async def subscribers_export(request: Request, status: Status = None) -> Response:
-    admin_auth(request)
-    chunks = subscribers.iter_export_csv(web(request).engine, status=status or None)
+async def subscribers_export(_: Admin, engine: DbEngine, status: Status = None) -> Response:
+    chunks = subscribers.iter_export_csv(engine, status=status or None)
     return StreamingResponse(
         chunks,
         media_type="text/csv; charset=utf-8",
@@ -142,9 +142,9 @@ async def subscribers_export(request: Request, status: Status = None) -> Respons
         }
     },
 )
-async def subscribers_import(request: Request) -> Response:
-    auth = admin_auth(request)
-    w = web(request)
+async def subscribers_import(
+    request: Request, auth: Admin, settings: AppSettings, engine: DbEngine
+) -> Response:
     # This path is exempt from the small body limit of other forms: its own limit is here.
     declared = request.headers.get("content-length", "")
     if not declared.isdigit():
@@ -155,7 +155,7 @@ async def subscribers_import(request: Request) -> Response:
         raise SubscriberError("upload the CSV as multipart/form-data")
     async with request.form(max_files=1, max_fields=5, max_part_size=IMPORT_MAX_BYTES) as form:
         csrf = form.get("csrf")
-        verify_csrf(w.settings, auth, csrf if isinstance(csrf, str) else None)
+        verify_csrf(settings, auth, csrf if isinstance(csrf, str) else None)
         upload = form.get("file")
         if not isinstance(upload, UploadFile) or not upload.filename:
             raise SubscriberError("choose a CSV file to import")
@@ -167,7 +167,7 @@ async def subscribers_import(request: Request) -> Response:
             try:
                 report = await run_in_threadpool(
                     lambda: subscribers.import_csv(
-                        w.settings, w.engine, handle.name, confirmed=confirmed, source_label="admin"
+                        settings, engine, handle.name, confirmed=confirmed, source_label="admin"
                     )
                 )
             except SubscriberError as exc:  # name the upload, not our temporary file
@@ -187,10 +187,8 @@ async def subscribers_import(request: Request) -> Response:
 
 @router.get("/{subscriber_id}", summary="One subscriber and what they were sent")
 async def subscriber_page(
-    request: Request, subscriber_id: Annotated[int, PathParam(ge=1, le=2**62)]
+    request: Request, csrf: AdminCsrf, engine: DbEngine, subscriber_id: SubscriberId
 ) -> Response:
-    auth = admin_auth(request)
-    engine = web(request).engine
     found = await run_in_threadpool(subscribers.get_subscriber, engine, subscriber_id)
     if found is None:
         raise NotFoundError(f"no subscriber {subscriber_id}")
@@ -198,7 +196,7 @@ async def subscriber_page(
     return page(
         request,
         "admin/subscriber.html",
-        {"subscriber": found, "history": history, "csrf": csrf_for(request, auth)},
+        {"subscriber": found, "history": history, "csrf": csrf},
     )
 
 
@@ -208,10 +206,8 @@ async def subscriber_page(
     openapi_extra=form_body({"confirm": {"type": "string", "enum": ["yes"]}}),
 )
 async def subscriber_erase(
-    request: Request, subscriber_id: Annotated[int, PathParam(ge=1, le=2**62)]
+    request: Request, fields: CheckedForm, engine: DbEngine, subscriber_id: SubscriberId
 ) -> Response:
-    _, fields = await checked_form(request)
-    engine = web(request).engine
     found = await run_in_threadpool(subscribers.get_subscriber, engine, subscriber_id)
     if found is None or found.email is None:
         raise NotFoundError(f"no subscriber {subscriber_id} (or erased already)")

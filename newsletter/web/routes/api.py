@@ -16,11 +16,13 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, Query
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from newsletter import mail, subscribers
+from newsletter.config import Settings
 from newsletter.delivery import delivery_status, send_test
 from newsletter.delivery.jobs import start_send
 from newsletter.errors import AuthError, NotFoundError, SubscriberError
@@ -32,7 +34,7 @@ from newsletter.states import IssueStatus
 from newsletter.web.routes.admin import MAX_TEST_ADDRESSES, admin_sends
 from newsletter.web.routes.archive import ISSUE_ID_PATTERN
 from newsletter.web.security import token_matches
-from newsletter.web.shared import web
+from newsletter.web.shared import AppSettings, DbEngine
 
 PREFIX = "/api/v1"
 IMPORT_PATH = f"{PREFIX}/subscribers/import"
@@ -40,23 +42,26 @@ IMPORT_MAX_BYTES = 64 * 1024 * 1024
 T = TypeVar("T")
 
 
-def require_token(request: Request) -> None:
+async def require_token(request: Request, settings: AppSettings) -> None:
     """Only the bearer token: no cookie, so no cross-site request can ride on a session."""
     value = request.headers.get("authorization", "")
     scheme, _, token = value.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthError("send the admin token as 'Authorization: Bearer <token>'")
-    if not token_matches(web(request).settings, token.strip()):
+    if not token_matches(settings, token.strip()):
         raise AuthError("the admin token is not valid")
 
 
 router = APIRouter(prefix=PREFIX, tags=["admin API"], dependencies=[Depends(require_token)])
 IssueId = Annotated[str, PathParam(pattern=ISSUE_ID_PATTERN, max_length=40)]
+Email = Annotated[str, PathParam(max_length=320)]
 
 
-async def _call(request: Request, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    w = web(request)
-    return await run_in_threadpool(function, w.settings, w.engine, *args, **kwargs)
+async def _call(
+    settings: Settings, engine: Engine, function: Callable[..., T], *args: Any, **kwargs: Any
+) -> T:
+    """``function(settings, engine, *args, **kwargs)`` in a worker thread (service functions block)."""
+    return await run_in_threadpool(function, settings, engine, *args, **kwargs)
 
 
 def issue_json(info: IssueInfo) -> dict[str, Any]:
@@ -79,8 +84,8 @@ def issue_json(info: IssueInfo) -> dict[str, Any]:
 
 
 @router.get("/issues", summary="Every issue, newest first")
-async def issues_index(request: Request) -> JSONResponse:
-    infos = await run_in_threadpool(list_issues, web(request).engine)
+async def issues_index(engine: DbEngine) -> JSONResponse:
+    infos = await run_in_threadpool(list_issues, engine)
     return JSONResponse({"issues": [issue_json(info) for info in infos]})
 
 
@@ -89,18 +94,18 @@ async def issues_index(request: Request) -> JSONResponse:
     summary="Build the next issue, or refresh the draft",
     responses={201: {"description": "a new draft"}, 200: {"description": "refreshed, or nothing new"}},
 )
-async def issues_build(request: Request) -> JSONResponse:
-    result = await _call(request, build_issue)
+async def issues_build(settings: AppSettings, engine: DbEngine) -> JSONResponse:
+    result = await _call(settings, engine, build_issue)
     if result.issue_id is None:
         return JSONResponse({"id": None, "reason": result.reason})
-    info = await run_in_threadpool(get_issue, web(request).engine, result.issue_id)
+    info = await run_in_threadpool(get_issue, engine, result.issue_id)
     body = {"id": info.id, "status": info.status, "subject": info.subject, "reason": result.reason}
     return JSONResponse(body, status_code=201 if result.created else 200)
 
 
 @router.get("/issues/{issue_id}", summary="One issue")
-async def issue_detail(request: Request, issue_id: IssueId) -> JSONResponse:
-    info = await run_in_threadpool(get_issue, web(request).engine, issue_id)
+async def issue_detail(engine: DbEngine, issue_id: IssueId) -> JSONResponse:
+    info = await run_in_threadpool(get_issue, engine, issue_id)
     return JSONResponse(issue_json(info))
 
 
@@ -115,9 +120,17 @@ class IssuePatch(BaseModel):
 
 
 @router.patch("/issues/{issue_id}", summary="Edit a draft's subject, preheader or editor's note")
-async def issue_edit(request: Request, issue_id: IssueId, patch: IssuePatch) -> JSONResponse:
+async def issue_edit(
+    settings: AppSettings, engine: DbEngine, issue_id: IssueId, patch: IssuePatch
+) -> JSONResponse:
     info = await _call(
-        request, edit_issue, issue_id, subject=patch.subject, preheader=patch.preheader, note=patch.note
+        settings,
+        engine,
+        edit_issue,
+        issue_id,
+        subject=patch.subject,
+        preheader=patch.preheader,
+        note=patch.note,
     )
     return JSONResponse(issue_json(info))
 
@@ -128,9 +141,12 @@ async def issue_edit(request: Request, issue_id: IssueId, patch: IssuePatch) -> 
     responses={200: {"content": {"text/html": {}, "text/plain": {}}}},
 )
 async def issue_preview(
-    request: Request, issue_id: IssueId, format: Annotated[str, Query(pattern="^(html|text)$")] = "html"
+    settings: AppSettings,
+    engine: DbEngine,
+    issue_id: IssueId,
+    format: Annotated[str, Query(pattern="^(html|text)$")] = "html",
 ) -> Response:
-    preview = await _call(request, render_preview, issue_id)
+    preview = await _call(settings, engine, render_preview, issue_id)
     if format == "text":
         return PlainTextResponse(preview.text)
     return Response(preview.html, media_type="text/html; charset=utf-8")
@@ -145,18 +161,19 @@ class TestSend(BaseModel):
 @router.post(
     "/issues/{issue_id}/test", summary="Send the issue to a few addresses ([TEST], outside the ledger)"
 )
-async def issue_test(request: Request, issue_id: IssueId, body: TestSend) -> JSONResponse:
-    w = web(request)
-    await run_in_threadpool(get_issue, w.engine, issue_id)
+async def issue_test(
+    settings: AppSettings, engine: DbEngine, issue_id: IssueId, body: TestSend
+) -> JSONResponse:
+    await run_in_threadpool(get_issue, engine, issue_id)
     addresses = []
     for position, raw in enumerate(body.to):
         try:
             addresses.append(
-                subscribers.normalize_email(raw, check_deliverability=w.settings.check_deliverability)
+                subscribers.normalize_email(raw, check_deliverability=settings.check_deliverability)
             )
         except SubscriberError as exc:
             raise SubscriberError(f"to.{position}: {exc}") from None
-    report = await run_in_threadpool(lambda: send_test(w.settings, issue_id, addresses, engine=w.engine))
+    report = await run_in_threadpool(lambda: send_test(settings, issue_id, addresses, engine=engine))
     return JSONResponse({"accepted": report.accepted, "failed": report.failed})
 
 
@@ -166,13 +183,14 @@ async def issue_test(request: Request, issue_id: IssueId, body: TestSend) -> JSO
     status_code=202,
     responses={202: {"description": "the send runs"}, 409: {"description": "already sent"}},
 )
-async def issue_send(request: Request, issue_id: IssueId) -> JSONResponse:
-    w = web(request)
-    info = await run_in_threadpool(get_issue, w.engine, issue_id)
+async def issue_send(
+    request: Request, settings: AppSettings, engine: DbEngine, issue_id: IssueId
+) -> JSONResponse:
+    info = await run_in_threadpool(get_issue, engine, issue_id)
     if info.status == IssueStatus.SENT:
         raise IssueFrozenError(f"issue {issue_id} has been sent already")
     stop: threading.Event | None = getattr(request.app.state, "stop_event", None)
-    started = start_send(w.settings, w.engine, admin_sends(request.app), issue_id, stop=stop)
+    started = start_send(settings, engine, admin_sends(request.app), issue_id, stop=stop)
     return JSONResponse(
         {
             "id": issue_id,
@@ -187,10 +205,9 @@ async def issue_send(request: Request, issue_id: IssueId) -> JSONResponse:
 @router.get(
     "/issues/{issue_id}/status", summary="Delivery counts, uncertain batches, events and the send's progress"
 )
-async def issue_status(request: Request, issue_id: IssueId) -> JSONResponse:
-    w = web(request)
+async def issue_status(request: Request, engine: DbEngine, issue_id: IssueId) -> JSONResponse:
     snapshot = admin_sends(request.app).get(issue_id)  # before the ledger: never "done" with stale counts
-    report = await run_in_threadpool(delivery_status, w.engine, issue_id)
+    report = await run_in_threadpool(delivery_status, engine, issue_id)
     return JSONResponse(
         {
             "id": issue_id,
@@ -217,8 +234,8 @@ async def issue_status(request: Request, issue_id: IssueId) -> JSONResponse:
 
 
 @router.get("/schedule", summary="Next runs, whether paused, recent slots")
-async def schedule(request: Request) -> JSONResponse:
-    view = await _call(request, schedule_view)
+async def schedule(settings: AppSettings, engine: DbEngine) -> JSONResponse:
+    view = await _call(settings, engine, schedule_view)
     return JSONResponse(view.as_json())
 
 
@@ -229,23 +246,24 @@ class PauseBody(BaseModel):
 
 
 @router.post("/schedule/pause", summary="Pause the weekly job on every instance")
-async def schedule_pause(request: Request, body: PauseBody | None = None) -> JSONResponse:
-    w = web(request)
+async def schedule_pause(
+    settings: AppSettings, engine: DbEngine, body: PauseBody | None = None
+) -> JSONResponse:
     reason = body.reason if body else None
-    await run_in_threadpool(lambda: pause(w.engine, reason=reason, by="api"))
-    return JSONResponse((await _call(request, schedule_view)).as_json())
+    await run_in_threadpool(lambda: pause(engine, reason=reason, by="api"))
+    return JSONResponse((await _call(settings, engine, schedule_view)).as_json())
 
 
 @router.post("/schedule/resume", summary="Resume the weekly job (and cancel a pending skip)")
-async def schedule_resume(request: Request) -> JSONResponse:
-    await _call(request, resume, by="api")
-    return JSONResponse((await _call(request, schedule_view)).as_json())
+async def schedule_resume(settings: AppSettings, engine: DbEngine) -> JSONResponse:
+    await _call(settings, engine, resume, by="api")
+    return JSONResponse((await _call(settings, engine, schedule_view)).as_json())
 
 
 @router.post("/schedule/skip", summary="Skip the next slot")
-async def schedule_skip(request: Request) -> JSONResponse:
-    skipped = await _call(request, skip_next, by="api")
-    view = await _call(request, schedule_view)
+async def schedule_skip(settings: AppSettings, engine: DbEngine) -> JSONResponse:
+    skipped = await _call(settings, engine, skip_next, by="api")
+    view = await _call(settings, engine, schedule_view)
     return JSONResponse({"skipped": skipped.key, **view.as_json()})
 
 
@@ -267,7 +285,7 @@ def subscriber_json(sub: subscribers.Subscriber) -> dict[str, Any]:
 
 @router.get("/subscribers", summary="Search by address or name, filter by status; keyset pages")
 async def subscribers_index(
-    request: Request,
+    engine: DbEngine,
     q: Annotated[str | None, Query(max_length=200)] = None,
     status: Annotated[
         str | None, Query(pattern="^(pending|confirmed|unsubscribed|bounced|complained)$")
@@ -275,7 +293,6 @@ async def subscribers_index(
     limit: Annotated[int, Query(ge=1, le=subscribers.SEARCH_LIMIT)] = 50,
     cursor: Annotated[int, Query(ge=0, le=2**62)] = 0,
 ) -> JSONResponse:
-    engine = web(request).engine
     found = await run_in_threadpool(
         lambda: subscribers.search_subscribers(engine, q=q, status=status, limit=limit, after=cursor)
     )
@@ -308,13 +325,12 @@ class NewSubscriber(BaseModel):
         409: {"description": "suppressed"},
     },
 )
-async def subscribers_add(request: Request, body: NewSubscriber) -> JSONResponse:
-    w = web(request)
+async def subscribers_add(settings: AppSettings, engine: DbEngine, body: NewSubscriber) -> JSONResponse:
     result = (
         await run_in_threadpool(
             lambda: mail.add(
-                w.settings,
-                w.engine,
+                settings,
+                engine,
                 [body.email],
                 confirmed=body.confirmed,
                 name=body.name,
@@ -327,7 +343,7 @@ async def subscribers_add(request: Request, body: NewSubscriber) -> JSONResponse
         return JSONResponse({"error": result.message, "status": 422, "field": "email"}, status_code=422)
     if result.action == "suppressed":
         return JSONResponse({"error": result.message, "status": 409, "field": "email"}, status_code=409)
-    sub = result.subscriber or await run_in_threadpool(subscribers.find_subscriber, w.engine, body.email)
+    sub = result.subscriber or await run_in_threadpool(subscribers.find_subscriber, engine, body.email)
     return JSONResponse(
         {"action": result.action, "subscriber": subscriber_json(sub) if sub else None},
         status_code=201 if result.action == "added" else 200,
@@ -336,12 +352,12 @@ async def subscribers_add(request: Request, body: NewSubscriber) -> JSONResponse
 
 @router.get("/subscribers/export", summary="Every subscriber with an address, as CSV (streamed)")
 async def subscribers_export(
-    request: Request,
+    engine: DbEngine,
     status: Annotated[
         str | None, Query(pattern="^(pending|confirmed|unsubscribed|bounced|complained)$")
     ] = None,
 ) -> StreamingResponse:
-    chunks = subscribers.iter_export_csv(web(request).engine, status=status)
+    chunks = subscribers.iter_export_csv(engine, status=status)
     return StreamingResponse(
         chunks,
         media_type="text/csv; charset=utf-8",
@@ -356,8 +372,9 @@ async def subscribers_export(
         "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}
     },
 )
-async def subscribers_import(request: Request, confirmed: Annotated[bool, Query()] = False) -> JSONResponse:
-    w = web(request)
+async def subscribers_import(
+    request: Request, settings: AppSettings, engine: DbEngine, confirmed: Annotated[bool, Query()] = False
+) -> JSONResponse:
     with tempfile.NamedTemporaryFile(prefix="import-", suffix=".csv") as handle:
         size = 0
         async for chunk in request.stream():  # the body limit of other routes does not apply here
@@ -371,9 +388,7 @@ async def subscribers_import(request: Request, confirmed: Annotated[bool, Query(
         handle.flush()
         path = handle.name
         report = await run_in_threadpool(
-            lambda: subscribers.import_csv(
-                w.settings, w.engine, path, confirmed=confirmed, source_label="api"
-            )
+            lambda: subscribers.import_csv(settings, engine, path, confirmed=confirmed, source_label="api")
         )
     return JSONResponse(
         {
@@ -389,10 +404,7 @@ async def subscribers_import(request: Request, confirmed: Annotated[bool, Query(
 
 
 @router.get("/subscribers/{email}", summary="One subscriber and what they were sent")
-async def subscriber_detail(
-    request: Request, email: Annotated[str, PathParam(max_length=320)]
-) -> JSONResponse:
-    engine = web(request).engine
+async def subscriber_detail(engine: DbEngine, email: Email) -> JSONResponse:
     found = await run_in_threadpool(subscribers.find_subscriber, engine, email)
     if found is None or found.email is None:
         raise NotFoundError(f"no subscriber {email.strip()!r}")
@@ -403,10 +415,7 @@ async def subscriber_detail(
 @router.delete(
     "/subscribers/{email}", summary="Erase a subscriber (right to be forgotten); the hash stays suppressed"
 )
-async def subscriber_remove(
-    request: Request, email: Annotated[str, PathParam(max_length=320)]
-) -> JSONResponse:
-    engine = web(request).engine
+async def subscriber_remove(engine: DbEngine, email: Email) -> JSONResponse:
     found = await run_in_threadpool(subscribers.find_subscriber, engine, email)
     if found is None or found.email is None:
         raise NotFoundError(f"no subscriber {email.strip()!r}")

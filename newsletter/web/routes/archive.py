@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
 
@@ -10,7 +9,7 @@ from fastapi import APIRouter
 from fastapi import Path as PathParam
 from feedgen.feed import FeedGenerator
 from pydantic import ValidationError
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -19,59 +18,13 @@ from newsletter.config import Settings
 from newsletter.errors import NotFoundError
 from newsletter.issues.archive import load_issue
 from newsletter.issues.content import IssueContent
+from newsletter.issues.summaries import get_issue_summary, list_issue_summaries
 from newsletter.states import IssueStatus
-from newsletter.tables import IssueRow, published_issue
-from newsletter.web.shared import page, wants_json, web
+from newsletter.web.shared import AppSettings, DbEngine, page, wants_json
 
 router = APIRouter(tags=["archive"])
 
 ISSUE_ID_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z_-]{0,39}$"
-
-
-@dataclass(frozen=True)
-class IssueSummary:
-    id: str
-    subject: str
-    preheader: str
-    status: str
-    issue_date: datetime
-    sent_at: datetime | None
-
-
-def list_issue_summaries(
-    engine: Engine, *, public: bool = True, limit: int | None = None
-) -> list[IssueSummary]:
-    """Issues newest first; only the ones that went out unless ``public`` is False (admin)."""
-    query = select(IssueRow).order_by(IssueRow.issue_date.desc(), IssueRow.id.desc())
-    if public:
-        query = query.where(published_issue(IssueRow.status, IssueRow.id))
-    if limit is not None:
-        query = query.limit(limit)
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    return [
-        IssueSummary(
-            id=row.id,
-            subject=row.subject,
-            preheader=row.preheader,
-            status=row.status,
-            issue_date=row.issue_date,
-            sent_at=row.sent_at,
-        )
-        for row in rows
-    ]
-
-
-def get_issue_summary(engine: Engine, issue_id: str, *, public: bool = False) -> IssueSummary | None:
-    """One issue; with ``public``, only if the archive shows it (see ``published_issue``)."""
-    query = select(IssueRow).where(IssueRow.id == issue_id)
-    if public:
-        query = query.where(published_issue(IssueRow.status, IssueRow.id))
-    with engine.connect() as conn:
-        row = conn.execute(query).first()
-    if row is None:
-        return None
-    return IssueSummary(row.id, row.subject, row.preheader, row.status, row.issue_date, row.sent_at)
 
 
 def load_web_html(settings: Settings, issue_id: str) -> str:
@@ -80,9 +33,8 @@ def load_web_html(settings: Settings, issue_id: str) -> str:
 
 
 @router.get("/issues", summary="The archive: every issue that went out")
-async def issues_index(request: Request) -> Response:
-    w = web(request)
-    issues = await run_in_threadpool(list_issue_summaries, w.engine)
+async def issues_index(request: Request, engine: DbEngine) -> Response:
+    issues = await run_in_threadpool(list_issue_summaries, engine)
     if wants_json(request):
         return JSONResponse(
             {
@@ -112,15 +64,16 @@ def load_content(settings: Settings, issue_id: str) -> IssueContent | None:
 @router.get("/issues/{issue_id}", summary="One issue, as a page of the site", response_class=HTMLResponse)
 async def issue_page(
     request: Request,
+    settings: AppSettings,
+    engine: DbEngine,
     issue_id: str = PathParam(pattern=ISSUE_ID_PATTERN, max_length=40),
 ) -> Response:
-    w = web(request)
-    summary = await run_in_threadpool(lambda: get_issue_summary(w.engine, issue_id, public=True))
+    summary = await run_in_threadpool(lambda: get_issue_summary(engine, issue_id, public=True))
     if summary is None:
         raise NotFoundError(f"no issue {issue_id!r} in the archive")
-    content = await run_in_threadpool(load_content, w.settings, issue_id)
+    content = await run_in_threadpool(load_content, settings, issue_id)
     if content is None:  # nothing to lay out: the browser version, as it was sent
-        return HTMLResponse(await run_in_threadpool(load_web_html, w.settings, issue_id))
+        return HTMLResponse(await run_in_threadpool(load_web_html, settings, issue_id))
     return page(request, "issue.html", {"c": content})
 
 
@@ -169,7 +122,6 @@ def _entry_html(content: IssueContent | None) -> str:
     response_class=Response,
     responses={200: {"content": {"application/atom+xml": {}}}},
 )
-async def feed(request: Request) -> Response:
-    w = web(request)
-    body = await run_in_threadpool(atom_feed, w.settings, w.engine)
+async def feed(request: Request, settings: AppSettings, engine: DbEngine) -> Response:
+    body = await run_in_threadpool(atom_feed, settings, engine)
     return Response(body, media_type="application/atom+xml; charset=utf-8")

@@ -9,12 +9,11 @@ known: no enumeration.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from typing import Any
 
-from fastapi import APIRouter, BackgroundTasks, HTTPException
+from fastapi import APIRouter, BackgroundTasks
 from fastapi import Path as PathParam
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -23,13 +22,13 @@ from starlette.responses import JSONResponse, Response
 from newsletter import mail, subscribers
 from newsletter.config import Settings
 from newsletter.errors import SubscriberError, TokenError
+from newsletter.issues.summaries import list_issue_summaries
 from newsletter.schedule import next_run_times
 from newsletter.states import SubscriberStatus
 from newsletter.subscribers import Subscriber
 from newsletter.tokens import ExpiredTokenError
-from newsletter.web.routes.archive import list_issue_summaries
 from newsletter.web.security import client_ip
-from newsletter.web.shared import page, wants_json, web
+from newsletter.web.shared import AppSettings, DbEngine, page, read_fields, wants_json, web
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["subscriptions"])
@@ -90,32 +89,6 @@ ONE_CLICK_BODY: dict[str, Any] = {
 }
 
 
-async def read_fields(request: Request) -> dict[str, str]:
-    """Form (urlencoded or multipart, no files) or a JSON object, as strings."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype == "application/json":
-        try:
-            data = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            raise SubscriberError("the body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise SubscriberError("the JSON body must be an object")
-        fields: dict[str, str] = {}
-        for key, value in data.items():
-            if value is None:
-                continue
-            if not isinstance(value, str):
-                raise SubscriberError(f"{key!r} must be a string")
-            fields[str(key)] = value
-        return fields
-    if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.form(max_files=0, max_fields=50)
-        return {key: value for key, value in form.items() if isinstance(value, str)}
-    if not ctype and not await request.body():
-        return {}
-    raise HTTPException(415, "send the form as application/x-www-form-urlencoded or a JSON object")
-
-
 def _accepted(request: Request, email: str) -> Response:
     if wants_json(request):
         return JSONResponse({"status": "check_your_inbox", "message": ACCEPTED_MESSAGE}, status_code=202)
@@ -141,7 +114,9 @@ def _after_answer(what: str, function: Any, *args: Any, **kwargs: Any) -> None:
         429: {"description": "too many requests from this address"},
     },
 )
-async def subscribe(request: Request, background: BackgroundTasks) -> Response:
+async def subscribe(
+    request: Request, settings: AppSettings, engine: DbEngine, background: BackgroundTasks
+) -> Response:
     w = web(request)
     w.subscribe_limiter.hit(client_ip(request))
     fields = await read_fields(request)
@@ -154,13 +129,13 @@ async def subscribe(request: Request, background: BackgroundTasks) -> Response:
         # Only the address's syntax (and DNS, when that setting is on) is checked while the
         # client waits: none of it depends on who is subscribed.
         address = await run_in_threadpool(
-            subscribers.normalize_email, email, check_deliverability=w.settings.check_deliverability
+            subscribers.normalize_email, email, check_deliverability=settings.check_deliverability
         )
         name = subscribers.clean_name(fields.get("name") or None)
     except SubscriberError as exc:
         if wants_json(request):
             raise
-        issues = await run_in_threadpool(list_issue_summaries, w.engine, limit=5)
+        issues = await run_in_threadpool(list_issue_summaries, engine, limit=5)
         return page(request, "index.html", {"issues": issues, "email": email, "error": str(exc)}, status=422)
     # Everything that does depend on it (a known address, a new one, an unsubscribed one)
     # happens after the answer is out, so neither the answer nor its timing tells.
@@ -168,8 +143,8 @@ async def subscribe(request: Request, background: BackgroundTasks) -> Response:
         _after_answer,
         "subscription",
         mail.subscribe,
-        w.settings,
-        w.engine,
+        settings,
+        engine,
         address,
         send=True,
         name=name,
@@ -193,19 +168,24 @@ def _token_error(request: Request, exc: TokenError, *, token: str, kind: str) ->
 
 
 @router.get("/confirm/{token}", summary="Confirm a subscription (the link in the confirmation mail)")
-async def confirm(request: Request, background: BackgroundTasks, token: str = TOKEN_PATH) -> Response:
-    w = web(request)
+async def confirm(
+    request: Request,
+    settings: AppSettings,
+    engine: DbEngine,
+    background: BackgroundTasks,
+    token: str = TOKEN_PATH,
+) -> Response:
     try:
-        result = await run_in_threadpool(lambda: subscribers.confirm(w.settings, w.engine, token))
+        result = await run_in_threadpool(lambda: subscribers.confirm(settings, engine, token))
     except TokenError as exc:
         return _token_error(request, exc, token=token, kind="confirm")
     if result.newly_confirmed:
         background.add_task(
-            _after_answer, "welcome mail", mail.send_welcome, w.settings, w.engine, result.subscriber
+            _after_answer, "welcome mail", mail.send_welcome, settings, engine, result.subscriber
         )
-    latest = await run_in_threadpool(list_issue_summaries, w.engine, limit=1)
-    latest_url = f"{w.settings.base_url}/issues/{latest[0].id}" if latest else None
-    upcoming = next_run_times(w.settings, count=1) if not latest else []
+    latest = await run_in_threadpool(list_issue_summaries, engine, limit=1)
+    latest_url = f"{settings.base_url}/issues/{latest[0].id}" if latest else None
+    upcoming = next_run_times(settings, count=1) if not latest else []
     first_on = f"{upcoming[0]:%A %-d %B %Y}" if upcoming else None
     if wants_json(request):
         return JSONResponse({"status": "confirmed", "latest_issue": latest_url, "first_issue_on": first_on})
@@ -219,16 +199,18 @@ async def confirm(request: Request, background: BackgroundTasks, token: str = TO
 @router.post(
     "/confirm/resend", summary="A new confirmation link for an expired one", openapi_extra=RESEND_BODY
 )
-async def resend(request: Request, background: BackgroundTasks) -> Response:
+async def resend(
+    request: Request, settings: AppSettings, engine: DbEngine, background: BackgroundTasks
+) -> Response:
     w = web(request)
     w.subscribe_limiter.hit(client_ip(request))
     token = (await read_fields(request)).get("token", "")
     try:
-        found = await run_in_threadpool(lambda: subscribers.resend_confirmation(w.settings, w.engine, token))
+        found = await run_in_threadpool(lambda: subscribers.resend_confirmation(settings, engine, token))
     except TokenError as exc:
         return _token_error(request, exc, token="", kind="confirm")
     if found is not None:
-        background.add_task(_after_answer, "confirmation mail", mail.send_confirmation, w.settings, found)
+        background.add_task(_after_answer, "confirmation mail", mail.send_confirmation, settings, found)
     if wants_json(request):
         return JSONResponse({"status": "check_your_inbox"}, status_code=202)
     return page(
@@ -250,10 +232,11 @@ def _check(settings: Settings, engine: Any, token: str) -> Subscriber | None:
 
 
 @router.get("/unsubscribe/{token}", summary="The unsubscribe page (a button; GET changes nothing)")
-async def unsubscribe_page(request: Request, token: str = TOKEN_PATH) -> Response:
-    w = web(request)
+async def unsubscribe_page(
+    request: Request, settings: AppSettings, engine: DbEngine, token: str = TOKEN_PATH
+) -> Response:
     try:
-        found = await run_in_threadpool(_check, w.settings, w.engine, token)
+        found = await run_in_threadpool(_check, settings, engine, token)
     except TokenError as exc:
         return _token_error(request, exc, token="", kind="unsubscribe")
     if wants_json(request):
@@ -274,11 +257,12 @@ async def unsubscribe_page(request: Request, token: str = TOKEN_PATH) -> Respons
     summary="Unsubscribe (RFC 8058 one-click: no login, no cookie, no redirect)",
     openapi_extra=ONE_CLICK_BODY,
 )
-async def unsubscribe(request: Request, token: str = TOKEN_PATH) -> Response:
-    w = web(request)
+async def unsubscribe(
+    request: Request, settings: AppSettings, engine: DbEngine, token: str = TOKEN_PATH
+) -> Response:
     await request.body()  # "List-Unsubscribe=One-Click" or the page's form: both mean the same
     try:
-        found = await run_in_threadpool(lambda: subscribers.unsubscribe_by_token(w.settings, w.engine, token))
+        found = await run_in_threadpool(lambda: subscribers.unsubscribe_by_token(settings, engine, token))
     except TokenError as exc:
         return _token_error(request, exc, token="", kind="unsubscribe")
     if wants_json(request):
