@@ -116,14 +116,20 @@ class _Leases:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        with self._lock:  # whatever is left is nobody's now (its lease runs out on other hosts)
+            left, self._held = self._held, set()
+        for batch_id in left:
+            ledger.release_here(batch_id)
 
     def hold(self, batch_id: str) -> None:
         with self._lock:
             self._held.add(batch_id)
+        ledger.hold_here(batch_id)
 
     def drop(self, batch_id: str) -> None:
         with self._lock:
             self._held.discard(batch_id)
+        ledger.release_here(batch_id)
 
     def _run(self) -> None:
         while not self._stop.wait(self.seconds / 3):

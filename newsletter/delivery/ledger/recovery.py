@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -88,6 +89,11 @@ class UncertainBatch:
         A sender on this host whose process is gone holds nothing even before its
         lease runs out: a local crash is taken over at once.
         """
+        if _is_this_process(self.worker):
+            # this process knows which of its batches a live sender still holds: one that
+            # ended (say its record failed) left the rest to whoever resumes, at once
+            with _held_lock:
+                return self.batch_id in _held_here
         if self.lease_until is not None:
             return self.lease_until > utcnow() and not _local_process_gone(self.worker)
         return _worker_alive(self.worker)  # a batch claimed before leases existed
@@ -108,6 +114,27 @@ def uncertain_batches(engine: Engine, issue_id: str, provider: str | None = None
         stmt = stmt.where(B.c.provider == provider)
     with engine.connect() as conn:
         return [UncertainBatch(*row) for row in conn.execute(stmt)]
+
+
+# The batches the live senders of this process hold right now (the sender's leases).
+_held_here: set[str] = set()
+_held_lock = threading.Lock()
+
+
+def hold_here(batch_id: str) -> None:
+    """A sender of this process holds ``batch_id`` (until ``release_here``)."""
+    with _held_lock:
+        _held_here.add(batch_id)
+
+
+def release_here(batch_id: str) -> None:
+    with _held_lock:
+        _held_here.discard(batch_id)
+
+
+def _is_this_process(worker: str | None) -> bool:
+    host, _, pid = (worker or "").rpartition(":")
+    return host == socket.gethostname() and pid == str(os.getpid())
 
 
 def _local_process_gone(worker: str | None) -> bool:
