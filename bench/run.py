@@ -111,13 +111,19 @@ def stage_whole_process() -> list[Figure]:
     from bench import send
 
     result = []
-    for delay, target in ((0.150, ">= 2.5x the bare sequential client"), (0.0, ">= 0.50 of raw")):
-        figures = send.bench_whole_process("sqlite", 20_000, delay)
+    cases = (
+        (0.150, None, ">= 2.5x the bare sequential client"),
+        (0.150, 8, "the knob: twice the default lanes"),
+        (0.0, None, ">= 0.50 of raw"),
+    )
+    for delay, concurrency, target in cases:
+        figures = send.bench_whole_process("sqlite", 20_000, delay, concurrency=concurrency)
         if figures is None:
             continue
+        lanes = f", {concurrency} lanes" if concurrency else ""
         result.append(
             Figure(
-                f"send process {delay * 1000:.0f} ms/request",
+                f"send process {delay * 1000:.0f} ms/request{lanes}",
                 "recipients/s",
                 figures["recipients_per_s"],
                 baseline=figures["raw_recipients_per_s"],

@@ -292,7 +292,9 @@ def check_exactly_once(tally: Counter[str] | None, subscribers: int, where: str)
         raise AssertionError(f"{where}: {twice} addresses twice, {missing} missing, {extra} unexpected")
 
 
-def bench_whole_process(kind: str, subscribers: int, delay: float) -> dict[str, Any] | None:
+def bench_whole_process(
+    kind: str, subscribers: int, delay: float, *, concurrency: int | None = None
+) -> dict[str, Any] | None:
     """`newsletter send` as a subprocess (start-up included) against the look-alike answering
     each request after ``delay`` seconds, beside the bare client posting the same number of
     prebuilt requests one after another to the same look-alike."""
@@ -302,6 +304,8 @@ def bench_whole_process(kind: str, subscribers: int, delay: float) -> dict[str, 
         values, server = install
         issue = _prepare(values, subscribers)
         child_env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")} | values
+        if concurrency is not None:
+            child_env["NEWSLETTER_SEND_CONCURRENCY"] = str(concurrency)
         started = time.perf_counter()
         done = subprocess.run(
             [sys.executable, "-m", "newsletter", "send", issue, "--yes"],
@@ -318,13 +322,16 @@ def bench_whole_process(kind: str, subscribers: int, delay: float) -> dict[str, 
         check_exactly_once(server.tally, subscribers, f"{kind} whole process, {delay * 1000:.0f} ms")
         raw, _rss = _run_child(["raw", server.url, str(subscribers), issue], values, timeout=3600)
     raw_seconds = float(raw["seconds"])
+    lanes = f", SEND_CONCURRENCY={concurrency}" if concurrency is not None else ""
     print(
-        f"[{kind}] whole process, {delay * 1000:.0f} ms per request: {subscribers:,} in {seconds:.2f}s; "
-        f"bare sequential client {raw_seconds:.2f}s; ratio {raw_seconds / seconds:.2f}"
+        f"[{kind}] whole process, {delay * 1000:.0f} ms per request{lanes}: "
+        f"{subscribers:,} in {seconds:.2f}s; bare sequential client {raw_seconds:.2f}s; "
+        f"ratio {raw_seconds / seconds:.2f}"
     )
     return {
         "db": kind,
         "delay_ms": round(delay * 1000),
+        "send_concurrency": concurrency,
         "subscribers": subscribers,
         "seconds": round(seconds, 3),
         "raw_seconds": round(raw_seconds, 3),

@@ -24,6 +24,8 @@ from newsletter.delivery.ledger.rows import (
     B,
     D,
     S,
+    close_batch,
+    move_in_flight,
 )
 from newsletter.states import (
     BatchState,
@@ -41,17 +43,10 @@ def record_all_sent(engine: Engine, batch_id: str, message_id: str | None) -> in
     """The common case: the provider accepted the whole batch. Two statements, one commit."""
     now = utcnow()
     with engine.begin() as conn:
-        count = conn.execute(
-            update(D)
-            .where(D.c.batch_id == batch_id, D.c.state == DeliveryState.IN_FLIGHT)
-            .values(state=DeliveryState.SENT, message_id=message_id, updated_at=now)
-        ).rowcount
-        conn.execute(
-            update(B)
-            .where(B.c.id == batch_id)
-            .values(state=BatchState.SENT, provider_message_id=message_id, finished_at=now)
-        )
-    return int(count)
+        sent = {"state": DeliveryState.SENT, "message_id": message_id, "updated_at": now}
+        count = move_in_flight(conn, batch_id, **sent)
+        close_batch(conn, batch_id, state=BatchState.SENT, provider_message_id=message_id, finished_at=now)
+    return count
 
 
 @dataclass
@@ -188,17 +183,10 @@ def release_batch(engine: Engine, batch_id: str, error: str) -> int:
     """The provider certainly did not take the batch: its rows go back to pending."""
     now = utcnow()
     with engine.begin() as conn:
-        count = conn.execute(
-            update(D)
-            .where(D.c.batch_id == batch_id, D.c.state == DeliveryState.IN_FLIGHT)
-            .values(state=DeliveryState.PENDING, batch_id=None, updated_at=now)
-        ).rowcount
-        conn.execute(
-            update(B)
-            .where(B.c.id == batch_id)
-            .values(state=BatchState.FAILED, error=error[:2000], finished_at=now, lease_until=now)
-        )
-    return int(count)
+        count = move_in_flight(conn, batch_id, state=DeliveryState.PENDING, batch_id=None, updated_at=now)
+        ended = {"finished_at": now, "lease_until": now}
+        close_batch(conn, batch_id, state=BatchState.FAILED, error=error[:2000], **ended)
+    return count
 
 
 def note_uncertain(engine: Engine, batch_id: str, error: str) -> None:

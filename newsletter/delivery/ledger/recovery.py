@@ -21,7 +21,10 @@ from sqlalchemy import (
 from newsletter.delivery.ledger.rows import (
     B,
     D,
+    close_batch,
+    in_flight_of,
     lease_until,
+    move_in_flight,
     worker_name,
 )
 from newsletter.states import (
@@ -222,22 +225,10 @@ def settle_rows(engine: Engine, batch_id: str, *, sent: list[int], error: str) -
         if sent:
             conn.execute(
                 update(D)
-                .where(D.c.id.in_(sent), D.c.batch_id == batch_id, D.c.state == DeliveryState.IN_FLIGHT)
+                .where(D.c.id.in_(sent), in_flight_of(batch_id))
                 .values(state=DeliveryState.SENT, updated_at=now)
             )
-        moved = conn.execute(
-            update(D)
-            .where(D.c.batch_id == batch_id, D.c.state == DeliveryState.IN_FLIGHT)
-            .values(state=DeliveryState.PENDING, batch_id=None, updated_at=now)
-        ).rowcount
-        conn.execute(
-            update(B)
-            .where(B.c.id == batch_id)
-            .values(
-                state=BatchState.SENT if sent else BatchState.FAILED,
-                error=error[:2000],
-                finished_at=now,
-                lease_until=now,
-            )
-        )
-    return int(moved or 0)
+        moved = move_in_flight(conn, batch_id, state=DeliveryState.PENDING, batch_id=None, updated_at=now)
+        state = BatchState.SENT if sent else BatchState.FAILED
+        close_batch(conn, batch_id, state=state, error=error[:2000], finished_at=now, lease_until=now)
+    return moved

@@ -8,9 +8,11 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
+    Connection,
     Table,
     and_,
     exists,
+    update,
 )
 
 from newsletter.states import (
@@ -54,3 +56,18 @@ def eligible() -> Any:
         S.c.email.is_not(None),
         ~exists().where(SUP.c.email_hash == S.c.email_hash),
     )
+
+
+def in_flight_of(batch_id: str) -> Any:
+    """The batch's rows still in flight (the partial in-flight index serves it)."""
+    return and_(D.c.batch_id == batch_id, D.c.state == DeliveryState.IN_FLIGHT)
+
+
+def move_in_flight(conn: Connection, batch_id: str, /, **values: Any) -> int:
+    """Give the batch's rows still in flight ``values`` (their new state...); how many moved."""
+    return int(conn.execute(update(D).where(in_flight_of(batch_id)).values(**values)).rowcount or 0)
+
+
+def close_batch(conn: Connection, batch_id: str, /, **values: Any) -> None:
+    """Record the batch row's end (its state, message id, error...)."""
+    conn.execute(update(B).where(B.c.id == batch_id).values(**values))
