@@ -12,14 +12,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine
 
 from newsletter.config import Settings
-from newsletter.delivery.reports import SendProgress, SendReport
+from newsletter.delivery.reports import SendCounts, SendProgress, SendReport
 from newsletter.delivery.sender import send_issue
 from newsletter.errors import (
     NewsletterError,
@@ -73,8 +73,8 @@ def _duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
-@dataclass(frozen=True)
-class SendSnapshot:
+@dataclass(kw_only=True)
+class SendSnapshot(SendCounts):
     """One admin-started send as this process saw it: live numbers while running, then the outcome.
 
     The ledger (``delivery_status``) stays the truth for counts: another process may be
@@ -87,11 +87,6 @@ class SendSnapshot:
     started_at: datetime
     finished_at: datetime | None
     total: int | None  # None until the send has counted its recipients
-    sent: int
-    failed: int
-    suppressed: int
-    uncertain: int
-    batches: int
     elapsed: float  # seconds since the sender's first batch started (its rate's clock)
     interrupted: bool = False
     already_sent: bool = False
@@ -103,10 +98,6 @@ class SendSnapshot:
     @property
     def running(self) -> bool:
         return self.state == "running"
-
-    @property
-    def done(self) -> int:
-        return self.sent + self.failed + self.suppressed + self.uncertain
 
     @property
     def rate(self) -> float:
@@ -165,8 +156,8 @@ class SendSnapshot:
         }
 
 
-@dataclass
-class _Entry:
+@dataclass(kw_only=True)
+class _Entry(SendCounts):
     issue_id: str
     thread: threading.Thread | None = None
     state: str = "running"
@@ -175,11 +166,6 @@ class _Entry:
     clock: float = field(default_factory=time.monotonic)  # the sender's SendProgress.started once known
     stopped_clock: float | None = None
     total: int | None = None
-    sent: int = 0
-    failed: int = 0
-    suppressed: int = 0
-    uncertain: int = 0
-    batches: int = 0
     interrupted: bool = False
     already_sent: bool = False
     remaining: int | None = None
@@ -195,11 +181,7 @@ class _Entry:
             started_at=self.started_at,
             finished_at=self.finished_at,
             total=self.total,
-            sent=self.sent,
-            failed=self.failed,
-            suppressed=self.suppressed,
-            uncertain=self.uncertain,
-            batches=self.batches,
+            **_counts(self),
             elapsed=max(0.0, end - self.clock),
             interrupted=self.interrupted,
             already_sent=self.already_sent,
@@ -209,14 +191,17 @@ class _Entry:
             error_status=self.error_status,
         )
 
-    def take(self, counts: Any) -> None:
-        """Numbers from a SendProgress or a SendReport (the same field names)."""
-        self.sent, self.failed = int(counts.sent), int(counts.failed)
-        self.suppressed, self.uncertain = int(counts.suppressed), int(counts.uncertain)
-        self.batches = int(counts.batches)
+    def take(self, counts: SendProgress | SendReport) -> None:
+        """Numbers from a SendProgress or a SendReport (both SendCounts, with a total)."""
+        for name, value in _counts(counts).items():
+            setattr(self, name, int(value))
         total = int(counts.total)
         if total or self.total is None:
             self.total = total
+
+
+def _counts(counts: SendCounts) -> dict[str, int]:
+    return {f.name: getattr(counts, f.name) for f in fields(SendCounts)}
 
 
 class AdminSends:
