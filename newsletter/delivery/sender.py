@@ -16,13 +16,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.config import Settings
+from newsletter.db import is_postgres
 from newsletter.delivery import ledger
 from newsletter.delivery.content import RecipientBuilder, issue_row, load_content
 from newsletter.delivery.messengers import (
@@ -331,17 +333,23 @@ class _Batcher:
         self.batch_size = max(1, min(settings.batch_size, messenger.max_batch_size))
         self.pages = _PendingPages(engine, content.issue_id or "", page_size=max(PAGE_SIZE, self.batch_size))
         self.exhausted = False
+        # On PostgreSQL each lane records its own batch, on its own connection, while this
+        # thread claims the next ones (in parallel on the server). SQLite has one writer:
+        # there the claiming thread records too, rather than make lanes wait for its lock.
+        self.lanes_record = lanes > 1 and is_postgres(engine)
+        self._recording = threading.Lock()  # the report's counters, from several lanes
 
     def run_pass(self, stop: threading.Event, progress: ProgressCallback | None) -> None:
         """Keep up to ``lanes`` batches in flight until nothing is pending.
 
-        This thread alone talks to the ledger (claims, records); the pool's threads only
-        push. Each in-flight batch is its own claim, committed before its request and
-        held under its own lease, so a crash leaves at most ``lanes`` batches uncertain.
-        Claiming the next batch and recording the last happen while the others are out.
+        This thread claims; the pool's threads push, and on PostgreSQL record their own
+        outcome (``lanes_record``), else this thread records them as they come. Each
+        in-flight batch is its own claim, committed before its request and held under its
+        own lease, so a crash leaves at most ``lanes`` batches uncertain. Claiming the next
+        batch and recording the last happen while the others are out.
         """
         self.pages.fill(force=True)
-        running: dict[Future[PushResult], ledger.Claim] = {}
+        running: dict[Future[Any], ledger.Claim] = {}
         first_error: BaseException | None = None
         cursor = 0  # the claim cursor (see ledger.claim_batch)
         more = True
@@ -350,7 +358,10 @@ class _Batcher:
                 while more and first_error is None and not stop.is_set() and len(running) < self.lanes:
                     claim, cursor, more = self._claim_next(cursor)
                     if claim is not None and claim.recipients:
-                        running[self.pool.submit(self._build_and_push, claim)] = claim
+                        lane: Callable[[ledger.Claim], Any] = (
+                            self._push_and_record if self.lanes_record else self._build_and_push
+                        )
+                        running[self.pool.submit(lane, claim)] = claim
                     elif claim is not None and progress is not None:  # all of it suppressed
                         progress(self.state)
                 if not running:
@@ -427,7 +438,23 @@ class _Batcher:
         except Exception:  # only a head start for the next batches: never worth failing one
             log.debug("preparing the next batches failed", exc_info=True)
 
-    def _record(self, claim: ledger.Claim, future: Future[PushResult]) -> None:
+    def _push_and_record(self, claim: ledger.Claim) -> None:
+        """On a lane (PostgreSQL): push, then record the outcome; raises what _record raises."""
+        pushed: Future[PushResult] = Future()
+        try:
+            pushed.set_result(self._build_and_push(claim))
+        except Exception as exc:  # recorded below as the claiming thread would (_settle_batch)
+            pushed.set_exception(exc)
+        self._settle(claim, pushed)
+
+    def _record(self, claim: ledger.Claim, future: Future[Any]) -> None:
+        """A finished lane: record its outcome, or, when the lane recorded it, surface its error."""
+        if self.lanes_record:
+            future.result()
+            return
+        self._settle(claim, future)
+
+    def _settle(self, claim: ledger.Claim, future: Future[PushResult]) -> None:
         try:
             _settle_batch(
                 self.messenger,
@@ -439,11 +466,12 @@ class _Batcher:
                 self.state,
                 future,
                 self.settings,
+                self._recording,
             )
         finally:
             self.leases.drop(claim.batch_id)
 
-    def _drain(self, running: dict[Future[PushResult], ledger.Claim]) -> None:
+    def _drain(self, running: dict[Future[Any], ledger.Claim]) -> None:
         for future in list(running):
             claim = running.pop(future)
             try:
@@ -462,15 +490,20 @@ def _settle_batch(
     state: SendProgress,
     future: Future[PushResult],
     settings: Settings,
+    counting: threading.Lock,
 ) -> None:
-    """Record what the push of one claimed batch did (``future`` is done, or will be)."""
+    """Record what the push of one claimed batch did (``future`` is done, or will be).
+
+    ``counting`` guards the report's counters: lanes may record at the same time.
+    """
     try:
         result = future.result()
     except ProviderError as exc:
         if getattr(exc, "uncertain", False):
             ledger.note_uncertain(engine, claim.batch_id, str(exc))
-            report.uncertain += len(recipients)
-            state.uncertain += len(recipients)
+            with counting:
+                report.uncertain += len(recipients)
+                state.uncertain += len(recipients)
         else:
             ledger.release_batch(engine, claim.batch_id, str(exc))
             if isinstance(exc, WaitInterrupted):
@@ -490,15 +523,16 @@ def _settle_batch(
             f"{messenger.name}: {type(exc).__name__}: {exc} (nobody of this batch was mailed; "
             f"fix it and run `newsletter send {content.issue_id}` again)"
         ) from exc
-    report.batches += 1
-    state.batches += 1
     if _all_accepted(result, recipients):
         count = ledger.record_all_sent(engine, claim.batch_id, result.batch_message_id)
-        report.sent += count
-        state.sent += count
+        with counting:
+            report.batches += 1
+            state.batches += 1
+            report.sent += count
+            state.sent += count
         return
     outcome = _outcome(claim, result)
-    report.gave_up += ledger.record_outcome(
+    gave_up = ledger.record_outcome(
         engine,
         claim.batch_id,
         outcome,
@@ -508,12 +542,16 @@ def _settle_batch(
         give_up=settings.defer_give_up,
     )
     failed = len(outcome.failed) + len(outcome.refused)
-    report.sent += len(outcome.sent)
-    report.failed += failed
-    report.uncertain += len(outcome.uncertain)
-    state.sent += len(outcome.sent)
-    state.failed += failed
-    state.uncertain += len(outcome.uncertain)
+    with counting:
+        report.batches += 1
+        state.batches += 1
+        report.gave_up += gave_up
+        report.sent += len(outcome.sent)
+        report.failed += failed
+        report.uncertain += len(outcome.uncertain)
+        state.sent += len(outcome.sent)
+        state.failed += failed
+        state.uncertain += len(outcome.uncertain)
     for email, reason in result.refused.items():
         log.warning("%s refused %s: %s (marked failed, suppressed)", messenger.name, email, reason)
     if result.error and outcome.deferred and not result.interrupted:
