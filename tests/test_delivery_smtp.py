@@ -16,7 +16,7 @@ from newsletter.delivery import delivery_status, send_issue
 from newsletter.delivery.messengers import Content, Recipient
 from newsletter.delivery.messengers.smtp import SmtpMessenger, parse_smtp_url
 from newsletter.errors import ConfigError
-from tests.support.delivery_fixtures import add_subscribers, make_issue
+from tests.support.delivery_fixtures import add_subscribers, address, make_issue
 from tests.support.smtp_server import SmtpServer
 
 
@@ -125,3 +125,31 @@ def test_smtp_urls() -> None:
     assert parse_smtp_url("smtp://mail.example.com?starttls=required").starttls == "required"
     with pytest.raises(ConfigError):
         parse_smtp_url("http://mail.example.com")
+
+
+def test_a_greylisted_recipient_is_retried_in_a_second_pass_on_both_databases(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several lanes (and, on PostgreSQL, lanes that record and a pages thread): the deferred
+    recipient gets its own pass after the rest, and everyone is mailed exactly once."""
+    emails = [address(i) for i in range(250)]
+    with SmtpServer(reply_codes={emails[7]: "450 greylisted, try again"}) as server:
+        monkeypatch.setenv("NEWSLETTER_PROVIDER", "smtp")
+        monkeypatch.setenv("NEWSLETTER_SMTP_URL", server.url)
+        monkeypatch.setenv("NEWSLETTER_SMTP_CONNECTIONS", "2")
+        monkeypatch.setenv("NEWSLETTER_SEND_CONCURRENCY", "4")
+        monkeypatch.setenv("NEWSLETTER_BATCH_SIZE", "50")
+        monkeypatch.setenv("NEWSLETTER_RETRY_BACKOFF", "0.01")
+        get_settings.cache_clear()
+        settings = get_settings()
+        engine = open_database(settings.database_url)
+        issue = make_issue(settings, engine)
+        assert add_subscribers(engine, 250) == emails
+
+        report = send_issue(settings, engine, issue)
+
+        assert report.sent == 250 and report.failed == 0 and report.uncertain == 0
+        assert report.issue_status == "sent"
+        counts = server.recipients()
+        assert set(counts) == set(emails) and set(counts.values()) == {1}
+        assert delivery_status(engine, issue).counts["sent"] == 250

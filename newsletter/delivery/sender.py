@@ -35,6 +35,7 @@ from newsletter.delivery.messengers import (
     get_messenger,
 )
 from newsletter.delivery.messengers.outbox import OutboxMessenger
+from newsletter.delivery.pending import PAGE_SIZE, PendingPages
 from newsletter.delivery.reports import ProgressCallback, SendProgress, SendReport
 from newsletter.errors import DeliveryError, ProviderError, driver_message
 from newsletter.issues import mark_sending, mark_sent
@@ -42,7 +43,6 @@ from newsletter.states import DeliveryState, IssueStatus
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 5000
 
 # --- issue status -----------------------------------------------------------------------------
 
@@ -56,43 +56,6 @@ def _mark_sent(engine: Engine, issue_id: str) -> None:
 
 
 # --- the send ------------------------------------------------------------------------------
-
-
-class _PendingPages:
-    """Writes the ledger's pending rows one keyset page of subscribers at a time.
-
-    It keeps a rough count of the pending rows this process wrote and has not
-    claimed yet, only to decide when to write the next page (while a request is
-    out, rather than between two requests). Correctness never depends on it:
-    other processes may claim those rows, and an empty claim always asks for
-    the next page before the send ends.
-    """
-
-    def __init__(self, engine: Engine, issue_id: str, *, page_size: int) -> None:
-        self._engine = engine
-        self._issue_id = issue_id
-        self._page_size = page_size
-        self._cursor = 0
-        self._unclaimed = 0
-        self.exhausted = False
-
-    def fill(self, *, force: bool = False) -> bool:
-        """Write the next page; False when the scan found no subscriber past the cursor."""
-        if self.exhausted and not force:
-            return False
-        before = self._cursor
-        self._cursor, self.exhausted, written = ledger.materialize_page(
-            self._engine, self._issue_id, self._cursor, self._page_size
-        )
-        self._unclaimed += written
-        return self._cursor != before
-
-    def fill_if_low(self, batch_size: int) -> None:
-        if not self.exhausted and self._unclaimed < 2 * batch_size:
-            self.fill()
-
-    def claimed(self, count: int) -> None:
-        self._unclaimed = max(0, self._unclaimed - count)
 
 
 class _Leases:
@@ -331,12 +294,15 @@ class _Batcher:
         self.builder = RecipientBuilder(settings)
         self.lanes = lanes
         self.batch_size = max(1, min(settings.batch_size, messenger.max_batch_size))
-        self.pages = _PendingPages(engine, content.issue_id or "", page_size=max(PAGE_SIZE, self.batch_size))
+        self.pages = PendingPages(engine, content.issue_id or "", page_size=max(PAGE_SIZE, self.batch_size))
         self.exhausted = False
         # On PostgreSQL each lane records its own batch, on its own connection, while this
         # thread claims the next ones (in parallel on the server). SQLite has one writer:
         # there the claiming thread records too, rather than make lanes wait for its lock.
         self.lanes_record = lanes > 1 and is_postgres(engine)
+        # ... and the next pages of pending rows are written on their own thread too
+        self._filler: ThreadPoolExecutor | None = None  # one per pass (see run_pass)
+        self._filling: Future[None] | None = None
         self._recording = threading.Lock()  # the report's counters, from several lanes
 
     def run_pass(self, stop: threading.Event, progress: ProgressCallback | None) -> None:
@@ -349,6 +315,8 @@ class _Batcher:
         batch and recording the last happen while the others are out.
         """
         self.pages.fill(force=True)
+        if self.lanes_record:
+            self._filler = ThreadPoolExecutor(1, thread_name_prefix="pages")
         running: dict[Future[Any], ledger.Claim] = {}
         first_error: BaseException | None = None
         cursor = 0  # the claim cursor (see ledger.claim_batch)
@@ -384,6 +352,10 @@ class _Batcher:
             # lanes got back where it still can, so only what is truly unknown stays uncertain.
             self._drain(running)
             raise
+        finally:
+            if self._filler is not None:
+                self._filler.shutdown(wait=True)
+                self._filler = self._filling = None
         if first_error is not None:
             raise first_error
         self.exhausted = self.pages.exhausted
@@ -432,7 +404,15 @@ class _Batcher:
         return self.messenger.push(self.content, recipients)
 
     def _meanwhile(self) -> None:
-        """While requests are out, write the next page of pending rows (no claim)."""
+        """While requests are out, write the next page of pending rows (no claim): on
+        PostgreSQL on the pages thread, so the next claims do not wait for it."""
+        if self._filler is not None:
+            if self._filling is None or self._filling.done():
+                self._filling = self._filler.submit(self._fill)
+            return
+        self._fill()
+
+    def _fill(self) -> None:
         try:
             self.pages.fill_if_low(self.batch_size * self.lanes)
         except Exception:  # only a head start for the next batches: never worth failing one
