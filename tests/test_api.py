@@ -210,6 +210,9 @@ def test_build_note_preview_send_status_with_the_outbox(
     assert client.get(f"/api/v1/issues/{issue_id}", headers=AUTH).json()["note"] == NOTE.strip()
 
     html = client.get(f"/api/v1/issues/{issue_id}/preview", headers=AUTH)
+    # email HTML styles itself inline: a browser showing this preview must be allowed to apply them
+    assert "style-src 'self' 'unsafe-inline'" in html.headers["content-security-policy"]
+    assert "script-src 'none'" in html.headers["content-security-policy"]
     assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
     assert "<strong>verdicts</strong>" in html.text and "漢字 and ☕" in html.text
     assert "<script>alert" not in html.text and "&lt;script&gt;" in html.text  # shown, not run

@@ -67,8 +67,11 @@ COMMON_HEADERS = {
 
 
 def _archive_path(path: str) -> bool:
-    return (path.startswith("/issues/") and path.count("/") == 2) or (
-        path.startswith("/admin/issues/") and path.endswith(("/preview", "/email"))
+    """Pages whose body is email HTML (inline styles): the archive and the editor's previews."""
+    return (
+        (path.startswith("/issues/") and path.count("/") == 2)
+        or (path.startswith("/admin/issues/") and path.endswith(("/preview", "/email")))
+        or (path.startswith("/api/v1/issues/") and path.endswith("/preview"))
     )
 
 
