@@ -113,23 +113,25 @@ def _subscribe_once(
     consent: dict[str, Any],
     moment: datetime,
 ) -> SubscribeResult:
+    values = {
+        "email": address,
+        "email_hash": digest,
+        "name": name,
+        "status": SubscriberStatus.PENDING,
+        "source": source,
+        "created_at": moment,
+        "updated_at": moment,
+        "confirmation_sent_at": moment,
+        **consent,
+    }
     with _writing(engine) as conn:
-        row = conn.execute(select(S).where(S.c.email_hash == digest)).first()
-        if row is None:
-            values = {
-                "email": address,
-                "email_hash": digest,
-                "name": name,
-                "status": SubscriberStatus.PENDING,
-                "source": source,
-                "created_at": moment,
-                "updated_at": moment,
-                "confirmation_sent_at": moment,
-                **consent,
-            }
-            # RETURNING the row: one round trip fewer per subscribe than reading it back
-            created = conn.execute(S.insert().values(**values).returning(*S.c)).one()
+        # The common case, a new address, in one round trip: the row comes back (RETURNING),
+        # or nothing when the address is known (ON CONFLICT DO NOTHING), which is read then.
+        insert = insert_or_ignore(conn, S, ["email_hash"]).values(**values).returning(*S.c)
+        created = conn.execute(insert).first()
+        if created is not None:
             return SubscribeResult(_subscriber(created), "created", True)
+        row = conn.execute(select(S).where(S.c.email_hash == digest)).one()
         current = _subscriber(row)
         if current.status == SubscriberStatus.CONFIRMED:
             return SubscribeResult(current, "already_confirmed", False)
