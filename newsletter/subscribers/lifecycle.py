@@ -72,6 +72,18 @@ class SubscribeResult:
     mail_needed: bool
 
 
+def _hash_matches(email_hash: str, prefix: str) -> bool:
+    """Whether a token's address-hash prefix is this subscriber's (constant time)."""
+    return secrets.compare_digest(email_hash[: len(prefix)], prefix)
+
+
+def _set(conn: Connection, subscriber_id: int, **values: Any) -> Subscriber:
+    """Update one subscriber and return the stored row (RETURNING: no second read)."""
+    return _subscriber(
+        conn.execute(update(S).where(S.c.id == subscriber_id).values(**values).returning(*S.c)).one()
+    )
+
+
 def subscribe(
     settings: Settings,
     engine: Engine,
@@ -152,8 +164,7 @@ def _subscribe_once(
         }
         if name is not None:
             changes["name"] = name
-        updated = conn.execute(update(S).where(S.c.id == current.id).values(**changes).returning(*S.c)).one()
-        return SubscribeResult(_subscriber(updated), action, True)
+        return SubscribeResult(_set(conn, current.id, **changes), action, True)
 
 
 @dataclass(frozen=True)
@@ -168,11 +179,7 @@ def confirm(settings: Settings, engine: Engine, token: str) -> ConfirmResult:
     moment = utcnow()
     with _writing(engine) as conn:
         row = conn.execute(select(S).where(S.c.id == claim.subscriber_id)).first()
-        if (
-            row is None
-            or row.email is None
-            or not secrets.compare_digest(row.email_hash[: len(claim.hash_prefix)], claim.hash_prefix)
-        ):
+        if row is None or row.email is None or not _hash_matches(row.email_hash, claim.hash_prefix):
             raise InvalidTokenError("this confirmation link is not valid any more")
         current = _subscriber(row)
         if current.status == SubscriberStatus.CONFIRMED:
@@ -183,14 +190,11 @@ def confirm(settings: Settings, engine: Engine, token: str) -> ConfirmResult:
         if current.unsubscribed_at and claim.issued_at < current.unsubscribed_at.replace(microsecond=0):
             # Re-subscribing needs the new link: an old one predates the unsubscribe.
             raise InvalidTokenError("this confirmation link is older than your last unsubscribe")
-        conn.execute(
-            update(S)
-            .where(S.c.id == current.id)
-            .values(status=SubscriberStatus.CONFIRMED, confirmed_at=moment, updated_at=moment)
+        confirmed = _set(
+            conn, current.id, status=SubscriberStatus.CONFIRMED, confirmed_at=moment, updated_at=moment
         )
         # An explicit, confirmed double opt-in lifts an earlier suppression.
         conn.execute(delete(SUP).where(SUP.c.email_hash == current.email_hash))
-        confirmed = _subscriber(conn.execute(select(S).where(S.c.id == current.id)).one())
     return ConfirmResult(confirmed, True)
 
 
@@ -206,7 +210,7 @@ def resend_confirmation(settings: Settings, engine: Engine, token: str) -> Subsc
         if (
             row is None
             or row.email is None
-            or not row.email_hash.startswith(claim.hash_prefix)
+            or not _hash_matches(row.email_hash, claim.hash_prefix)
             or row.status != SubscriberStatus.PENDING
         ):
             return None
@@ -280,18 +284,19 @@ def unsubscribe(
         row = conn.execute(select(S).where(S.c.id == subscriber_id)).first()
         if row is None:
             return None
-        if hash_prefix is not None and not secrets.compare_digest(
-            row.email_hash[: len(hash_prefix)], hash_prefix
-        ):
+        if hash_prefix is not None and not _hash_matches(row.email_hash, hash_prefix):
             return None
-        if row.status != SubscriberStatus.UNSUBSCRIBED:
-            conn.execute(
-                update(S)
-                .where(S.c.id == subscriber_id)
-                .values(status=SubscriberStatus.UNSUBSCRIBED, unsubscribed_at=moment, updated_at=moment)
+        current = _subscriber(row)
+        if current.status != SubscriberStatus.UNSUBSCRIBED:
+            current = _set(
+                conn,
+                subscriber_id,
+                status=SubscriberStatus.UNSUBSCRIBED,
+                unsubscribed_at=moment,
+                updated_at=moment,
             )
         _suppress(conn, row.email_hash, reason, moment)
-        return _subscriber(conn.execute(select(S).where(S.c.id == subscriber_id)).one())
+        return current
 
 
 def unsubscribe_by_token(settings: Settings, engine: Engine, token: str) -> Subscriber | None:
@@ -304,7 +309,7 @@ def check_unsubscribe_token(settings: Settings, engine: Engine, token: str) -> S
     """Validate a token without changing anything (GET /unsubscribe/{token})."""
     claim = read_unsubscribe_token(settings, token)
     found = get_subscriber(engine, claim.subscriber_id)
-    if found is None or not found.email_hash.startswith(claim.hash_prefix):
+    if found is None or not _hash_matches(found.email_hash, claim.hash_prefix):
         return None
     return found
 
@@ -317,24 +322,22 @@ def remove(engine: Engine, email: str) -> Subscriber:
         row = conn.execute(select(S).where(S.c.email_hash == digest)).first()
         if row is None:
             raise NotFoundError(f"no subscriber {email.strip()!r}")
-        conn.execute(
-            update(S)
-            .where(S.c.id == row.id)
-            .values(
-                email=None,
-                name=None,
-                consent_ip=None,
-                consent_user_agent=None,
-                status=SubscriberStatus.UNSUBSCRIBED,
-                # Now, and no confirmation on record: a confirmation link mailed before the
-                # erasure must not bring the address back (confirm checks it is newer).
-                unsubscribed_at=moment,
-                confirmed_at=None,
-                updated_at=moment,
-            )
+        erased = _set(
+            conn,
+            row.id,
+            email=None,
+            name=None,
+            consent_ip=None,
+            consent_user_agent=None,
+            status=SubscriberStatus.UNSUBSCRIBED,
+            # Now, and no confirmation on record: a confirmation link mailed before the
+            # erasure must not bring the address back (confirm checks it is newer).
+            unsubscribed_at=moment,
+            confirmed_at=None,
+            updated_at=moment,
         )
         _suppress(conn, digest, "erased", moment)
-        return _subscriber(conn.execute(select(S).where(S.c.id == row.id)).one())
+        return erased
 
 
 # --- CLI add -------------------------------------------------------------------------------------
@@ -392,12 +395,9 @@ def _add_one(
         row = conn.execute(select(S).where(S.c.email_hash == digest)).first()
         if row is not None:
             if confirmed and row.status == SubscriberStatus.PENDING:
-                conn.execute(
-                    update(S)
-                    .where(S.c.id == row.id)
-                    .values(status=SubscriberStatus.CONFIRMED, confirmed_at=moment, updated_at=moment)
+                found = _set(
+                    conn, row.id, status=SubscriberStatus.CONFIRMED, confirmed_at=moment, updated_at=moment
                 )
-                found = _subscriber(conn.execute(select(S).where(S.c.id == row.id)).one())
                 return AddResult(address, "confirmed", "was pending, now confirmed", found)
             return AddResult(address, "exists", f"already {row.status}", _subscriber(row))
         values = {
@@ -412,6 +412,5 @@ def _add_one(
             "confirmation_sent_at": None if confirmed else moment,
             "consent_at": moment,
         }
-        new_id = conn.execute(S.insert().values(**values).returning(S.c.id)).scalar_one()
-        created = _subscriber(conn.execute(select(S).where(S.c.id == new_id)).one())
+        created = _subscriber(conn.execute(S.insert().values(**values).returning(*S.c)).one())
     return AddResult(address, "added", "confirmed" if confirmed else "pending, confirmation mailed", created)
