@@ -44,17 +44,6 @@ from newsletter.states import DeliveryState, IssueStatus
 log = logging.getLogger(__name__)
 
 
-# --- issue status -----------------------------------------------------------------------------
-
-
-def _mark_sending(engine: Engine, issue_id: str) -> None:
-    mark_sending(engine, issue_id)
-
-
-def _mark_sent(engine: Engine, issue_id: str) -> None:
-    mark_sent(engine, issue_id)
-
-
 # --- the send ------------------------------------------------------------------------------
 
 
@@ -150,7 +139,7 @@ def send_issue(
     try:
         # Frozen first, then read: a rebuild can no longer change the archive between
         # reading what to send and the first batch (what was sent is what it shows).
-        _mark_sending(engine, issue_id)
+        mark_sending(engine, issue_id)
         content = load_content(settings, engine, issue_id)
         if isinstance(messenger, OutboxMessenger):
             report.reconciled = _reconcile_outbox(engine, messenger, issue_id, worker, settings.lease_seconds)
@@ -229,7 +218,7 @@ def _settle_report(
     report.deferred = ledger.deferred_count(engine, issue_id)
     report.interrupted = report.interrupted or (stopped and report.remaining > 0)
     if report.remaining == 0 and finished:
-        _mark_sent(engine, issue_id)
+        mark_sent(engine, issue_id)
     else:
         _unfreeze_if_untouched(engine, issue_id)
     report.issue_status = issue_row(engine, issue_id)[1]

@@ -92,14 +92,17 @@ class UncertainBatch:
         A sender on this host whose process is gone holds nothing even before its
         lease runs out: a local crash is taken over at once.
         """
-        if _is_this_process(self.worker):
+        pid = _local_pid(self.worker)
+        if pid == os.getpid():
             # this process knows which of its batches a live sender still holds: one that
             # ended (say its record failed) left the rest to whoever resumes, at once
             with _held_lock:
                 return self.batch_id in _held_here
+        local_and_alive = pid is not None and _pid_alive(pid)
         if self.lease_until is not None:
-            return self.lease_until > utcnow() and not _local_process_gone(self.worker)
-        return _worker_alive(self.worker)  # a batch claimed before leases existed
+            gone = pid is not None and not local_and_alive
+            return self.lease_until > utcnow() and not gone
+        return local_and_alive  # a batch claimed before leases existed
 
 
 def uncertain_batches(engine: Engine, issue_id: str, provider: str | None = None) -> list[UncertainBatch]:
@@ -135,39 +138,18 @@ def release_here(batch_id: str) -> None:
         _held_here.discard(batch_id)
 
 
-def _is_this_process(worker: str | None) -> bool:
+def _local_pid(worker: str | None) -> int | None:
+    """The pid when ``worker`` (host:pid) names a process of this host; None otherwise."""
     host, _, pid = (worker or "").rpartition(":")
-    return host == socket.gethostname() and pid == str(os.getpid())
+    return int(pid) if host == socket.gethostname() and pid.isdigit() else None
 
 
-def _local_process_gone(worker: str | None) -> bool:
-    """True only when ``worker`` names a process of this host (host:pid) that no longer exists."""
-    host, _, pid = (worker or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
-        return False
+def _pid_alive(pid: int) -> bool:
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
-        return True
+        return False
     except PermissionError:  # alive, another user's
-        return False
-    return False
-
-
-def _worker_alive(worker: str | None) -> bool:
-    """True when ``worker`` is a live process on this host (its batch is not abandoned)."""
-    if not worker or ":" not in worker:
-        return False
-    host, _, pid = worker.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    if int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
         return True
     return True
 
