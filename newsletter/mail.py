@@ -38,6 +38,7 @@ def _mail_env(directory: str) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,  # package templates: no stat() per mail
     )
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
+import operator
 import re
+import threading
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import default
@@ -251,6 +254,62 @@ def test_body_size_and_content_type_limits(client: TestClient, cfg: Settings) ->
     assert_secure(big)
     odd = client.post("/subscribe", content=b"email=a@example.com", headers={"content-type": "text/plain"})
     assert odd.status_code == 415
+
+
+def test_form_fields_are_read_as_browsers_encode_them(client: TestClient, cfg: Settings, db: Engine) -> None:
+    body = "email=zoe%40b%C3%BCcher.de&name=Zo%C3%AB+%C3%9Cnal+%E2%80%94+%E6%9D%8E&website="
+    sent = client.post(
+        "/subscribe", content=body.encode(), headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert sent.status_code == 200
+    [stored] = subscribers.list_subscribers(db)
+    assert (stored.email, stored.name) == ("zoe@bücher.de", "Zoë Ünal — 李")
+    too_many = "&".join(f"f{index}=x" for index in range(60))
+    not_utf8 = b"email=a%40example.com&name=\xff\xfe"
+    for bad in (too_many.encode(), not_utf8):
+        refused = client.post(
+            "/subscribe", content=bad, headers={"content-type": "application/x-www-form-urlencoded"}
+        )
+        assert refused.status_code == 422 and "form is not valid" in refused.text
+    assert len(subscribers.list_subscribers(db)) == 1 and len(outbox(cfg)) == 1
+
+
+def test_work_after_the_answer_waits_for_a_free_slot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flood waits before its answer instead of queueing work without bound behind it,
+    a failure frees its slot, and a request that finds no slot in time gets a 503."""
+    from fastapi import BackgroundTasks, HTTPException
+
+    from newsletter.web import shared
+
+    async def scenario() -> None:
+        gate, calls = threading.Event(), []
+        after = shared.AfterAnswer(1)
+        first = BackgroundTasks()
+        await after.schedule(first, "slow", gate.wait, 5)
+        running = asyncio.create_task(first())
+        second = BackgroundTasks()
+        waiting = asyncio.create_task(after.schedule(second, "next", calls.append, "second"))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()  # the one slot is taken
+        gate.set()
+        await running
+        await asyncio.wait_for(waiting, 5)
+        await second()
+        assert calls == ["second"]
+
+        failing = BackgroundTasks()
+        await after.schedule(failing, "broken", operator.truediv, 1, 0)
+        await failing()  # logged, not raised
+        stuck = BackgroundTasks()
+        await asyncio.wait_for(after.schedule(stuck, "held", calls.append, "held"), 5)  # slot freed
+        monkeypatch.setattr(shared, "AFTER_ANSWER_WAIT", 0.05)
+        with pytest.raises(HTTPException) as busy:
+            await after.schedule(BackgroundTasks(), "refused", calls.append, "never")
+        assert busy.value.status_code == 503 and busy.value.headers == {"Retry-After": "60"}
+        await stuck()
+        assert calls == ["second", "held"]
+
+    asyncio.run(scenario())
 
 
 def test_confirm_page_and_welcome_mail(client: TestClient, cfg: Settings, db: Engine) -> None:

@@ -28,7 +28,7 @@ from newsletter.states import SubscriberStatus
 from newsletter.subscribers import Subscriber
 from newsletter.tokens import ExpiredTokenError
 from newsletter.web.security import client_ip
-from newsletter.web.shared import AppSettings, DbEngine, page, read_fields, wants_json, web
+from newsletter.web.shared import AppSettings, DbEngine, constant_page, page, read_fields, wants_json, web
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["subscriptions"])
@@ -92,16 +92,7 @@ ONE_CLICK_BODY: dict[str, Any] = {
 def _accepted(request: Request, email: str) -> Response:
     if wants_json(request):
         return JSONResponse({"status": "check_your_inbox", "message": ACCEPTED_MESSAGE}, status_code=202)
-    return page(request, "subscribed.html", {"message": ACCEPTED_MESSAGE})
-
-
-def _after_answer(what: str, function: Any, *args: Any, **kwargs: Any) -> None:
-    """Background work (storing a subscription, a mail): a failure is logged, never shown,
-    since the answer is already out."""
-    try:
-        function(*args, **kwargs)
-    except Exception:
-        log.exception("%s failed after the answer was sent", what)
+    return constant_page(request, "subscribed.html", {"message": ACCEPTED_MESSAGE})
 
 
 @router.post(
@@ -127,10 +118,12 @@ async def subscribe(
     source = fields.get("source", "").strip()
     try:
         # Only the address's syntax (and DNS, when that setting is on) is checked while the
-        # client waits: none of it depends on who is subscribed.
-        address = await run_in_threadpool(
-            subscribers.normalize_email, email, check_deliverability=settings.check_deliverability
-        )
+        # client waits: none of it depends on who is subscribed. The syntax check alone is
+        # CPU work of microseconds, not worth a trip to the thread pool; the DNS lookup is.
+        if settings.check_deliverability:
+            address = await run_in_threadpool(subscribers.normalize_email, email, check_deliverability=True)
+        else:
+            address = subscribers.normalize_email(email)
         name = subscribers.clean_name(fields.get("name") or None)
     except SubscriberError as exc:
         if wants_json(request):
@@ -139,8 +132,9 @@ async def subscribe(
         return page(request, "index.html", {"issues": issues, "email": email, "error": str(exc)}, status=422)
     # Everything that does depend on it (a known address, a new one, an unsubscribed one)
     # happens after the answer is out, so neither the answer nor its timing tells.
-    background.add_task(
-        _after_answer,
+    answer = _accepted(request, email)
+    await w.after_answer.schedule(
+        background,
         "subscription",
         mail.subscribe,
         settings,
@@ -152,7 +146,7 @@ async def subscribe(
         user_agent=request.headers.get("user-agent"),
         source=source if _SOURCE_RE.match(source) else "web",
     )
-    return _accepted(request, email)
+    return answer
 
 
 def _token_error(request: Request, exc: TokenError, *, token: str, kind: str) -> Response:
@@ -179,21 +173,24 @@ async def confirm(
         result = await run_in_threadpool(lambda: subscribers.confirm(settings, engine, token))
     except TokenError as exc:
         return _token_error(request, exc, token=token, kind="confirm")
-    if result.newly_confirmed:
-        background.add_task(
-            _after_answer, "welcome mail", mail.send_welcome, settings, engine, result.subscriber
-        )
     latest = await run_in_threadpool(list_issue_summaries, engine, limit=1)
     latest_url = f"{settings.base_url}/issues/{latest[0].id}" if latest else None
     upcoming = next_run_times(settings, count=1) if not latest else []
     first_on = f"{upcoming[0]:%A %-d %B %Y}" if upcoming else None
+    answer: Response
     if wants_json(request):
-        return JSONResponse({"status": "confirmed", "latest_issue": latest_url, "first_issue_on": first_on})
-    return page(
-        request,
-        "confirmed.html",
-        {"latest_url": latest_url, "first_issue_on": first_on, "newly": result.newly_confirmed},
-    )
+        answer = JSONResponse({"status": "confirmed", "latest_issue": latest_url, "first_issue_on": first_on})
+    else:
+        answer = page(
+            request,
+            "confirmed.html",
+            {"latest_url": latest_url, "first_issue_on": first_on, "newly": result.newly_confirmed},
+        )
+    if result.newly_confirmed:
+        await web(request).after_answer.schedule(
+            background, "welcome mail", mail.send_welcome, settings, engine, result.subscriber
+        )
+    return answer
 
 
 @router.post(
@@ -209,15 +206,20 @@ async def resend(
         found = await run_in_threadpool(lambda: subscribers.resend_confirmation(settings, engine, token))
     except TokenError as exc:
         return _token_error(request, exc, token="", kind="confirm")
-    if found is not None:
-        background.add_task(_after_answer, "confirmation mail", mail.send_confirmation, settings, found)
+    answer: Response
     if wants_json(request):
-        return JSONResponse({"status": "check_your_inbox"}, status_code=202)
-    return page(
-        request,
-        "subscribed.html",
-        {"message": "If that subscription still waits for confirmation, a new link is on its way."},
-    )
+        answer = JSONResponse({"status": "check_your_inbox"}, status_code=202)
+    else:
+        answer = page(
+            request,
+            "subscribed.html",
+            {"message": "If that subscription still waits for confirmation, a new link is on its way."},
+        )
+    if found is not None:
+        await w.after_answer.schedule(
+            background, "confirmation mail", mail.send_confirmation, settings, found
+        )
+    return answer
 
 
 def _masked(subscriber: Subscriber | None) -> str | None:
