@@ -114,10 +114,13 @@ def own_peak_rss_mb() -> float:
 
 
 def stage_send(issue: str) -> dict[str, Any]:
+    import gc
+
     from newsletter.config import get_settings
     from newsletter.db import open_database
     from newsletter.delivery import send_issue
 
+    gc.freeze()  # what start-up loaded is frozen out of the collector's walks, as the CLI does
     settings = get_settings()
     engine = open_database(settings.database_url)
     started = time.perf_counter()

@@ -8,6 +8,7 @@ or to stderr with ``--verbose``.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import os
@@ -78,6 +79,7 @@ class _LazyCommands(TyperGroup):
 def _load(name: str) -> Any:
     entry = COMMANDS[name]
     target = getattr(importlib.import_module(entry.module), entry.attribute)
+    start_collecting()
     if isinstance(target, typer.Typer):
         group = typer.main.get_group(target)
         group.name = name
@@ -85,6 +87,15 @@ def _load(name: str) -> Any:
     single = typer.Typer()
     single.command(name)(target)
     return typer.main.get_command(single)
+
+
+def start_collecting() -> None:
+    """The garbage collector back on, if start-up switched it off (newsletter/__main__.py),
+    with everything allocated so far frozen: it all lives until exit, so no collection
+    needs to walk it again (``gc.freeze``)."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
 
 
 def _is_database_error(error: Exception) -> bool:

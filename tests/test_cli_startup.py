@@ -55,3 +55,30 @@ def test_the_send_path_loads_no_renderer_nor_alembic(tmp_path: Path) -> None:
     assert not loaded & {"premailer", "mjml", "jinja2", "alembic", "fastapi", "lxml", "cssutils"}, sorted(
         loaded & {"premailer", "mjml", "jinja2", "alembic", "fastapi", "lxml", "cssutils"}
     )
+
+
+def test_the_command_runs_with_the_collector_on_and_start_up_frozen() -> None:
+    """`python -m newsletter` switches the garbage collector off while it imports, and back on,
+    with what start-up allocated frozen, once the command is loaded: a command never runs
+    with the collector off."""
+    probe = (
+        "import gc, sys\n"
+        "import newsletter.__main__\n"
+        "assert not gc.isenabled(), 'start-up runs with the collector off'\n"
+        "from newsletter import cli\n"
+        "cli._load('status')\n"
+        "print(gc.isenabled(), gc.get_freeze_count() > 10000)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.split() == ["True", "True"]
+    # a process that imports the CLI itself (a test, an embedding) keeps its collector as it was
+    plain = (
+        "import gc\nfrom newsletter import cli\n"
+        "cli._load('status')\nprint(gc.isenabled(), gc.get_freeze_count())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", plain], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.split() == ["True", "0"]
