@@ -202,3 +202,22 @@ def test_a_compact_page_missing_one_take_is_refused_in_its_scorecard(
         assert "odd number" in error.reason
     else:
         raise AssertionError(f"a page with one take dropped (line {dropped + 1}) was read")
+
+
+def test_a_tagline_that_reads_like_a_title_name_is_not_taken_for_the_name() -> None:
+    """Found by hypothesis: tool B "Axolotl vs 東京" makes "東京" a name the title allows, and
+    tool A's tagline "東京 🚀" reduces to it. The card's name is the line that makes the title
+    with the other card's name; before, the tagline became the name and the name a category."""
+    reviews = [Review(persona="Builder", score=80, verdict="ship", quote="Fast agents.")]
+    tools = [
+        ToolEntry(name="Axolotl", tagline="東京 🚀", panel_ship=1, panel_skip=0, reviews=reviews),
+        ToolEntry(name="Axolotl vs 東京", tagline=None, panel_ship=1, panel_skip=0, reviews=reviews),
+    ]
+    comparison = Comparison(title="Axolotl vs Axolotl vs 東京", category=None, tools=tools)
+    for layout in (Layout(rich=True), Layout(rich=True, initials=False), Layout(rich=False)):
+        parsed = parse_page(write(comparison, layout, ["Builder"]), source="written.txt")
+        assert [(tool.name, tool.tagline, tool.category) for tool in parsed.tools] == [
+            ("Axolotl", "東京 🚀", None),
+            ("Axolotl vs 東京", None, None),
+        ]
+        assert parsed.model_dump() == carried(comparison, layout).model_dump()

@@ -27,6 +27,8 @@ is, ``file:line: what was expected there``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pydantic import ValidationError
 
 from newsletter.errors import SourceError
@@ -44,6 +46,7 @@ from newsletter.sources.page_parts import (
     _Section,
     _starts_with_name,
     _title_names,
+    _title_splits,
     _value,
     _verdict,
 )
@@ -93,8 +96,22 @@ class _PageParser(_ScorecardParser):
         names = _title_names(title) if title else set()
         names |= {tool_key(name) for name in header_names}
         floor = title_index + 1 if title_index is not None else 0
-        self._identity(cards[1], cards[0].values_end, names)
-        self._identity(cards[0], floor, names)
+        # Two lines of a card may both be names the title allows ("Cursor vs 東京" vs a
+        # tagline "東京 🚀"): the card's name is the one that, with the other card's, makes
+        # the title (or the Decision table's header).
+        pairs = set(_title_splits(title)) if title else set()
+        if len(header_names) == 2:
+            pairs.add((tool_key(header_names[0]), tool_key(header_names[1])))
+        first_card_lines = {tool_key(self.text(i)) for i in range(floor, cards[0].marker)}
+        self._identity(
+            cards[1],
+            cards[0].values_end,
+            names,
+            fits=lambda name: any(a in first_card_lines and b == tool_key(name) for a, b in pairs),
+        )
+        self._identity(
+            cards[0], floor, names, fits=lambda name: (tool_key(name), tool_key(cards[1].name)) in pairs
+        )
         self._header(title_index, cards[0])
         cards[0].description = self._description(cards[0], cards[0].values_end, cards[1].start)
         cards[1].description = self._description(cards[1], cards[1].values_end, description_end)
@@ -184,7 +201,9 @@ class _PageParser(_ScorecardParser):
             f"tool {card.side}: expected {what} then a '{label.value.capitalize()}' label here", start
         )
 
-    def _identity(self, card: _Card, floor: int, names: set[str]) -> None:
+    def _identity(
+        self, card: _Card, floor: int, names: set[str], fits: Callable[[str], bool] | None = None
+    ) -> None:
         """The lines above the ship %: [initial] [category] name [tagline] [Ship|Skip]."""
         pct_index = card.marker - 1
         if pct_index < floor:
@@ -202,7 +221,7 @@ class _PageParser(_ScorecardParser):
                     f"got {self.text(index)!r}",
                     index,
                 )
-        name_at = self._name_line(card, window, names, stop)
+        name_at = self._name_line(card, window, names, stop, fits)
         taglines = list(range(name_at + 1, stop))
         if len(taglines) > 1:
             raise self.error(
@@ -222,10 +241,14 @@ class _PageParser(_ScorecardParser):
     def _is_title(self, index: int) -> bool:
         return VS_RE.search(self.text(index)) is not None
 
-    def _name_line(self, card: _Card, window: list[int], names: set[str], stop: int) -> int:
+    def _name_line(
+        self, card: _Card, window: list[int], names: set[str], stop: int, fits: Callable[[str], bool] | None
+    ) -> int:
         if not window:
             raise self.error(f"tool {card.side} has no name before its ship percentage", stop)
         exact = [i for i in window if tool_key(self.text(i)) in names]
+        if len(exact) > 1 and fits is not None:
+            exact = [i for i in exact if fits(self.text(i))] or exact
         if exact:
             return exact[-1]
         # A short name only names a short line: a description sentence may start with it too.

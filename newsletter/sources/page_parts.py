@@ -137,15 +137,16 @@ def _starts_with_name(key: str, name: str) -> bool:
     return bool(name) and (key == name or key.startswith(name + " "))
 
 
+def _title_splits(title: str) -> list[tuple[str, str]]:
+    """Every (tool A, tool B) key pair the "X vs Y" title could mean (a name may contain "vs")."""
+    return [
+        (tool_key(title[: match.start()]), tool_key(title[match.end() :])) for match in VS_RE.finditer(title)
+    ]
+
+
 def _title_names(title: str) -> set[str]:
-    """Every tool name the "X vs Y" title could mean (a name may itself contain "vs")."""
-    names: set[str] = set()
-    for match in VS_RE.finditer(title):
-        for name in (title[: match.start()], title[match.end() :]):
-            key = tool_key(name)
-            if key:
-                names.add(key)
-    return names
+    """Every tool name the "X vs Y" title could mean."""
+    return {key for pair in _title_splits(title) for key in pair if key}
 
 
 def _first_problem(exc: ValidationError) -> str:
