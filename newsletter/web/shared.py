@@ -58,8 +58,12 @@ class AfterAnswer:
 
         Call it last, with the answer built: a route that fails after it would hold the slot.
         A flood that finds no slot for AFTER_ANSWER_WAIT seconds is answered 503."""
+        slots = self._semaphore()
         try:
-            await asyncio.wait_for(self._semaphore().acquire(), AFTER_ANSWER_WAIT)
+            if slots.locked():  # (wait_for costs a task: only when there is something to wait for)
+                await asyncio.wait_for(slots.acquire(), AFTER_ANSWER_WAIT)
+            else:
+                await slots.acquire()
         except TimeoutError:
             raise HTTPException(
                 503, "too busy right now; try again in a minute", {"Retry-After": "60"}
