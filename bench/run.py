@@ -187,7 +187,15 @@ def stage_subscribe(quick: bool) -> list[Figure]:
             baseline=figures["healthz_rate"],
             baseline_name="same server's /healthz",
             target=">= 300 req/s",
-            notes=f"{requests:,} requests, 16 connections, statuses {figures['statuses']}",
+            notes=(
+                f"until the last mail is written (answers {figures['answered_rate']:,.0f}/s); "
+                + (
+                    f"server CPU {figures['server_cpu_ms']:.2f} ms each; "
+                    if figures["server_cpu_ms"] is not None
+                    else ""
+                )
+                + f"{requests:,} requests, 16 connections, statuses {figures['statuses']}"
+            ),
         )
 
     return per_database("POST /subscribe", "requests/s", measure)

@@ -126,6 +126,7 @@ def bench_subscribes(
         env = {**_env(tmp, database_url), "NEWSLETTER_OUTBOX_DIR": box}
         with uvicorn_process(env=env, workers=workers) as server:
             tag = os.urandom(3).hex()
+            cpu_before = _cpu_seconds(server.pid) if workers == 1 else None
 
             def request_for(host: str, port: int, number: int) -> bytes:
                 return subscribe_request(host, port, f"bench{number}.{tag}@example.com")
@@ -140,6 +141,10 @@ def bench_subscribes(
                 time.sleep(0.05)
             mails = len(list(Path(box).glob("*.eml")))
             rate = requests / (time.perf_counter() - started)
+            # The server's own CPU per request: steadier than a rate on a shared machine.
+            cpu_ms = (
+                (_cpu_seconds(server.pid) - cpu_before) / requests * 1000 if cpu_before is not None else None
+            )
             # The raw limit: the same server answering its cheapest route.
             healthz, _, _ = asyncio.run(
                 hammer(server.url, requests, concurrency, lambda h, p, _n: get_request(h, p, "/healthz"))
@@ -147,10 +152,17 @@ def bench_subscribes(
     return {
         "rate": rate,
         "answered_rate": answered,
+        "server_cpu_ms": cpu_ms,
         "healthz_rate": healthz,
         "statuses": statuses,
         "mails": mails,
     }
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def bench_webhooks(database_url: str, events: int, per_request: int = 1000) -> dict[str, Any]:
@@ -282,7 +294,13 @@ def main() -> None:
                         ok = "ok" if result["rate"] >= TARGET_SUBSCRIBES else "BELOW TARGET"
                         lines.append(
                             f"{db:<9} subscribe  {result['rate']:>9,.0f} requests/s stored and mailed "
-                            f"(answered at {result['answered_rate']:,.0f}/s; {args.requests} requests, "
+                            f"(answered at {result['answered_rate']:,.0f}/s; "
+                            + (
+                                f"server CPU {result['server_cpu_ms']:.2f} ms each; "
+                                if result["server_cpu_ms"] is not None
+                                else ""
+                            )
+                            + f"{args.requests} requests, "
                             f"concurrency {args.concurrency}, "
                             f"{args.workers} worker(s), statuses {result['statuses']}, "
                             f"{result['mails']} mails{' on tmpfs' if args.outbox_tmpfs else ''})  "

@@ -44,6 +44,7 @@ def free_port() -> int:
 class RunningServer:
     url: str
     port: int
+    pid: int | None = None  # the serving process, when it is a child (uvicorn_process)
 
 
 def _wait_until_up(url: str, alive: Any, timeout: float) -> None:
@@ -113,7 +114,7 @@ def uvicorn_process(
     url = f"http://{HOST}:{port}"
     try:
         _wait_until_up(url, lambda: process.poll() is None, timeout)
-        yield RunningServer(url=url, port=port)
+        yield RunningServer(url=url, port=port, pid=process.pid)
     finally:
         process.terminate()
         try:
