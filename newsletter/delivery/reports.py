@@ -29,6 +29,15 @@ class SendCounts:
     def done(self) -> int:
         return self.sent + self.failed + self.suppressed + self.uncertain
 
+    def add(
+        self, *, sent: int = 0, failed: int = 0, suppressed: int = 0, uncertain: int = 0, batches: int = 0
+    ) -> None:
+        self.sent += sent
+        self.failed += failed
+        self.suppressed += suppressed
+        self.uncertain += uncertain
+        self.batches += batches
+
 
 @dataclass
 class SendProgress(SendCounts):

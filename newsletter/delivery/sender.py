@@ -310,14 +310,14 @@ class _Batcher:
         first_error: BaseException | None = None
         cursor = 0  # the claim cursor (see ledger.claim_batch)
         more = True
+        lane: Callable[[ledger.Claim], Any] = (
+            self._push_and_record if self.lanes_record else self._build_and_push
+        )
         try:
             while True:
                 while more and first_error is None and not stop.is_set() and len(running) < self.lanes:
                     claim, cursor, more = self._claim_next(cursor)
                     if claim is not None and claim.recipients:
-                        lane: Callable[[ledger.Claim], Any] = (
-                            self._push_and_record if self.lanes_record else self._build_and_push
-                        )
                         running[self.pool.submit(lane, claim)] = claim
                     elif claim is not None and progress is not None:  # all of it suppressed
                         progress(self.state)
@@ -375,8 +375,7 @@ class _Batcher:
                 continue
             return None, 0, False
         self.pages.claimed(len(claim.recipients) + claim.suppressed)
-        self.state.suppressed += claim.suppressed
-        self.report.suppressed += claim.suppressed
+        _count(self._recording, self.report, self.state, suppressed=claim.suppressed)
         if claim.recipients:
             self.leases.hold(claim.batch_id)
         return claim, claim.last_subscriber_id, True
@@ -470,9 +469,7 @@ def _settle_batch(
     except ProviderError as exc:
         if getattr(exc, "uncertain", False):
             ledger.note_uncertain(engine, claim.batch_id, str(exc))
-            with counting:
-                report.uncertain += len(recipients)
-                state.uncertain += len(recipients)
+            _count(counting, report, state, uncertain=len(recipients))
         else:
             ledger.release_batch(engine, claim.batch_id, str(exc))
             if isinstance(exc, WaitInterrupted):
@@ -494,11 +491,7 @@ def _settle_batch(
         ) from exc
     if _all_accepted(result, recipients):
         count = ledger.record_all_sent(engine, claim.batch_id, result.batch_message_id)
-        with counting:
-            report.batches += 1
-            state.batches += 1
-            report.sent += count
-            state.sent += count
+        _count(counting, report, state, batches=1, sent=count)
         return
     outcome = _outcome(claim, result)
     gave_up = ledger.record_outcome(
@@ -511,16 +504,17 @@ def _settle_batch(
         give_up=settings.defer_give_up,
     )
     failed = len(outcome.failed) + len(outcome.refused)
+    _count(
+        counting,
+        report,
+        state,
+        batches=1,
+        sent=len(outcome.sent),
+        failed=failed,
+        uncertain=len(outcome.uncertain),
+    )
     with counting:
-        report.batches += 1
-        state.batches += 1
         report.gave_up += gave_up
-        report.sent += len(outcome.sent)
-        report.failed += failed
-        report.uncertain += len(outcome.uncertain)
-        state.sent += len(outcome.sent)
-        state.failed += failed
-        state.uncertain += len(outcome.uncertain)
     for email, reason in result.refused.items():
         log.warning("%s refused %s: %s (marked failed, suppressed)", messenger.name, email, reason)
     if result.error and outcome.deferred and not result.interrupted:
@@ -528,6 +522,13 @@ def _settle_batch(
             f"{messenger.name}: {result.error}; {len(outcome.deferred)} recipients left pending "
             "(send again to resume)"
         )
+
+
+def _count(counting: threading.Lock, report: SendReport, state: SendProgress, **amounts: int) -> None:
+    """Add to the report and to the progress alike; lanes may count at the same time."""
+    with counting:
+        report.add(**amounts)
+        state.add(**amounts)
 
 
 def _outcome(claim: ledger.Claim, result: PushResult) -> ledger.Outcome:
