@@ -95,7 +95,9 @@ class Web:
     subscribe_limiter: RateLimiter
     login_limiter: RateLimiter
     after_answer: AfterAnswer = field(default_factory=lambda: AfterAnswer(AFTER_ANSWER_LIMIT))
-    rendered: dict[tuple[str, ...], bytes] = field(default_factory=dict)  # see constant_page
+    rendered: dict[tuple[str, str, tuple[tuple[str, str], ...]], bytes] = field(
+        default_factory=dict
+    )  # constant_page
 
 
 def make_templates(directory: Path = WEB_TEMPLATES) -> jinja2.Environment:
@@ -199,7 +201,7 @@ def constant_page(request: Request, template: str, context: dict[str, str]) -> H
     """``page`` for a page that is the same for every request to its path (the answer to a
     subscription): rendered once per process, since it is the one a flood asks for."""
     w = web(request)
-    key = (template, request.scope["path"], *sorted(context.items()))
+    key = (template, str(request.scope["path"]), tuple(sorted(context.items())))
     html = w.rendered.get(key)
     if html is None:
         html = w.rendered[key] = bytes(page(request, template, context).body)
